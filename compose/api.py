@@ -1,0 +1,108 @@
+"""The Python entry point: load a graph by name or path and run it.
+
+``load_graph`` returns a :class:`ComposeGraph`, which has ``invoke``/``ainvoke``/``stream``/
+``batch`` like any LangGraph runnable; ``.graph`` is the compiled LangGraph object itself, for
+use as a subgraph in another application.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from compose.config import RuntimeConfig
+from compose.graph.compiler import compile_spec, recursion_limit
+from compose.graph.load import load_spec
+from compose.graph.spec import GraphSpec
+from compose.graph.validate import GraphValidationError, validate_spec
+from compose.runtime import Runtime
+
+
+class ComposeGraph:
+    def __init__(self, spec: GraphSpec, runtime: Runtime, checkpointer=None) -> None:
+        self.spec = spec
+        self.runtime = runtime
+        self.graph = compile_spec(spec, runtime, checkpointer=checkpointer)
+
+    def _initial_state(self, inputs: dict[str, Any] | None, fields: dict[str, Any]):
+        state = {**(inputs or {}), **fields}
+        missing = [name for name in self.spec.inputs if state.get(name) in (None, "")]
+        if missing:
+            raise ValueError(f"graph {self.spec.name!r} needs input(s): {', '.join(missing)}")
+        unknown = sorted(set(state) - set(self.spec.inputs))
+        if unknown:
+            raise ValueError(
+                f"graph {self.spec.name!r} has no input(s) {', '.join(unknown)} "
+                f"(inputs: {', '.join(self.spec.inputs)})"
+            )
+        return {**state, "trace": [], "_loops": {}, "_route": {}}
+
+    def _config(self, config: dict | None) -> dict:
+        merged = {"recursion_limit": recursion_limit(self.spec)}
+        merged.update(config or {})
+        return merged
+
+    def invoke(self, inputs: dict[str, Any] | None = None, config: dict | None = None,
+               **fields: Any) -> dict[str, Any]:
+        """Run to the end; returns the final state (outputs plus ``trace``)."""
+        return self.graph.invoke(self._initial_state(inputs, fields), self._config(config))
+
+    async def ainvoke(self, inputs: dict[str, Any] | None = None, config: dict | None = None,
+                      **fields: Any) -> dict[str, Any]:
+        return await self.graph.ainvoke(self._initial_state(inputs, fields),
+                                        self._config(config))
+
+    def stream(self, inputs: dict[str, Any] | None = None, config: dict | None = None,
+               stream_mode: str = "updates", **fields: Any) -> Iterator[Any]:
+        """Yield each node's state update as it finishes."""
+        yield from self.graph.stream(self._initial_state(inputs, fields), self._config(config),
+                                     stream_mode=stream_mode)
+
+    async def astream(self, inputs: dict[str, Any] | None = None, config: dict | None = None,
+                      stream_mode: str = "updates", **fields: Any) -> AsyncIterator[Any]:
+        async for chunk in self.graph.astream(self._initial_state(inputs, fields),
+                                              self._config(config), stream_mode=stream_mode):
+            yield chunk
+
+    def batch(self, inputs: list[dict[str, Any]], config: dict | None = None) -> list[dict]:
+        return [self.invoke(item, config) for item in inputs]
+
+    def outputs(self, state: dict[str, Any]) -> dict[str, Any]:
+        return {name: state.get(name) for name in self.spec.outputs}
+
+
+def runtime_config(spec: GraphSpec, *, index: str | Path | None = None,
+                   cache: bool | None = None, cache_path: str | None = None) -> RuntimeConfig:
+    config = RuntimeConfig(generator=spec.generator, retriever=spec.retriever, cache=spec.cache)
+    if index is not None:
+        config.retriever = config.retriever.model_copy(update={"index": str(index)})
+    if cache is not None:
+        config.cache = config.cache.model_copy(update={"enabled": cache})
+    if cache_path is not None:
+        config.cache = config.cache.model_copy(update={"path": cache_path})
+    return config
+
+
+def load_graph(
+    graph: str | Path | GraphSpec,
+    *,
+    index: str | Path | None = None,
+    overrides: list[str] | None = None,
+    runtime: Runtime | None = None,
+    cache: bool | None = None,
+    cache_path: str | None = None,
+    checkpointer=None,
+) -> ComposeGraph:
+    """Load a shipped graph by name, a YAML file, or a spec built in Python."""
+    if isinstance(graph, GraphSpec):
+        spec = graph
+        issues = validate_spec(spec)
+        if issues:
+            raise GraphValidationError(issues, f"<spec {spec.name}>")
+    else:
+        spec = load_spec(graph, overrides)
+    runtime = runtime or Runtime(
+        runtime_config(spec, index=index, cache=cache, cache_path=cache_path)
+    )
+    return ComposeGraph(spec, runtime, checkpointer=checkpointer)

@@ -1,0 +1,287 @@
+"""The ``composerag`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from compose.graph.validate import GraphValidationError
+from compose.graph.yaml_source import YamlSyntaxError
+
+app = typer.Typer(help="Compose RAG and agent pipelines from atomic typed modules.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+index_app = typer.Typer(help="Build and inspect retrieval indexes.", no_args_is_help=True)
+module_app = typer.Typer(help="Run a single module.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+app.add_typer(module_app, name="module")
+out = Console()
+err = Console(stderr=True)
+
+SetOption = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override a spec value: --set nodes.retrieve.params.k=10 (repeatable).")]
+IndexOption = Annotated[Path | None, typer.Option(
+    help="Index directory. Default for graphs that retrieve: the demo corpus index, built on "
+    "first use.")]
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/] {escape(message)}")
+    raise typer.Exit(code)
+
+
+def demo_index() -> Path:
+    from compose.corpora.demo import load_demo
+    from compose.retrieval.store import ensure_index
+
+    return ensure_index(load_demo().corpus, "demo")
+
+
+def graph_retrieves(spec) -> bool:
+    return any(node.module == "retrieve" for node in spec.nodes.values())
+
+
+def open_graph(graph: str, index: Path | None, overrides: list[str] | None, cache: bool | None):
+    from compose.api import load_graph
+    from compose.graph.load import load_spec
+
+    try:
+        spec = load_spec(graph, overrides)
+    except (GraphValidationError, YamlSyntaxError, FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    if index is None and graph_retrieves(spec) and not spec.retriever.index:
+        err.print("[dim]no --index given: using the demo corpus index[/]")
+        index = demo_index()
+    return load_graph(spec, index=index, cache=cache)
+
+
+@app.command()
+def run(
+    graph: Annotated[str, typer.Argument(help="Shipped graph name or YAML path.")],
+    question: Annotated[str, typer.Option("-q", "--question", help="The question to answer.")],
+    index: IndexOption = None,
+    set_: SetOption = None,
+    trace: Annotated[Path | None, typer.Option(help="Write the per-node trace as JSONL.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outputs as JSON.")] = False,
+    cache: Annotated[bool, typer.Option(help="Use the module cache.")] = False,
+) -> None:
+    """Answer one question with a graph; print the answer, citations and passages."""
+    from compose.trace import totals, write_trace
+
+    compiled = open_graph(graph, index, set_, cache)
+    try:
+        state = compiled.invoke({"question": question})
+    except Exception as exc:
+        fail(str(exc))
+    if trace:
+        write_trace(trace, state["trace"])
+    outputs = compiled.outputs(state)
+    if as_json:
+        out.print_json(json.dumps(outputs, ensure_ascii=False))
+        return
+    out.print(f"[bold]answer:[/] {escape(str(outputs.get('answer')))}")
+    if "citations" in outputs:
+        out.print(f"[bold]citations:[/] {', '.join(outputs.get('citations') or []) or '(none)'}")
+    cited = set(outputs.get("citations") or [])
+    for passage in outputs.get("passages") or []:
+        mark = "*" if passage["id"] in cited else " "
+        out.print(f"{mark} [{passage['rank']}] {passage['id']} [bold]{escape(passage['title'])}"
+                  f"[/]: {escape(passage['text'][:200])}")
+    spent = totals(state["trace"])
+    out.print(f"[dim]{spent.llm_calls} LLM call(s), {spent.tokens_in} tokens in, "
+              f"{spent.tokens_out} out, {spent.latency_s:.2f} s in nodes[/]")
+
+
+@app.command()
+def validate(
+    files: Annotated[list[str], typer.Argument(help="Graph YAML files or shipped names.")],
+    set_: SetOption = None,
+) -> None:
+    """Check graphs without running them; every problem is reported with its line."""
+    from compose.graph.load import load_spec
+
+    failed = False
+    for name in files:
+        try:
+            load_spec(name, set_)
+            out.print(f"[green]ok[/] {name}")
+        except (GraphValidationError, YamlSyntaxError, FileNotFoundError, ValueError) as exc:
+            failed = True
+            err.print(f"[red]invalid[/] {escape(str(exc))}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the graph YAML format (for editor validation)."""
+    from compose.graph.spec import GraphSpec
+
+    print(json.dumps(GraphSpec.model_json_schema(by_alias=True), indent=2))
+
+
+@app.command()
+def graphs() -> None:
+    """List the graphs shipped with composerag."""
+    from compose.graph.load import load_spec, shipped_graphs
+
+    for name in shipped_graphs():
+        out.print(f"[bold]{name}[/]: {escape(load_spec(name).description)}")
+
+
+@app.command()
+def show(
+    graph: Annotated[str, typer.Argument(help="Shipped graph name or YAML path.")],
+    png: Annotated[Path | None, typer.Option(help="Also write a PNG (needs graphviz).")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Render a graph as Mermaid text (and PNG where graphviz is installed)."""
+    from compose.graph.render import mermaid, write_png
+
+    spec = open_graph_for_render(graph, set_)
+    print(mermaid(spec))
+    if png:
+        try:
+            write_png(spec, png)
+        except ImportError as exc:
+            fail(f"cannot write PNG: {exc}")
+        err.print(f"wrote {png}")
+
+
+def open_graph_for_render(graph: str, overrides: list[str] | None):
+    from compose.graph.load import load_spec
+
+    try:
+        return load_spec(graph, overrides)
+    except (GraphValidationError, YamlSyntaxError, FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+
+
+@app.command()
+def modules(
+    as_json: Annotated[bool, typer.Option("--json", help="Full schemas as JSON.")] = False,
+) -> None:
+    """List every registered module with its input, output and params schemas."""
+    from compose.registry import list_modules
+
+    described = [module.describe() for module in list_modules().values()]
+    if as_json:
+        print(json.dumps(described, indent=2))
+        return
+    table = Table(title="composerag modules")
+    for column in ("name", "purpose", "input", "output", "params"):
+        table.add_column(column)
+    for info in described:
+        table.add_row(info["name"], info["purpose"],
+                      ", ".join(info["input"].get("properties", {})),
+                      ", ".join(info["output"].get("properties", {})),
+                      ", ".join(info["params"].get("properties", {})))
+    out.print(table)
+
+
+@module_app.command("run")
+def module_run(
+    name: Annotated[str, typer.Argument(help="Registered module name.")],
+    input_json: Annotated[str, typer.Option("--input", help="Module input as JSON.")],
+    params: Annotated[str, typer.Option(help="Module params as JSON.")] = "{}",
+    index: IndexOption = None,
+) -> None:
+    """Run one module on one input and print its output as JSON."""
+    from pydantic import ValidationError
+
+    from compose.config import RetrieverConfig, RuntimeConfig
+    from compose.registry import get_module
+    from compose.runtime import Runtime
+
+    try:
+        module_cls = get_module(name)
+        module = module_cls(json.loads(params))
+        payload = json.loads(input_json)
+    except (KeyError, ValueError, ValidationError) as exc:
+        fail(str(exc))
+    if index is None and name == "retrieve":
+        index = demo_index()
+    runtime = Runtime(RuntimeConfig(retriever=RetrieverConfig(index=str(index) if index else None)))
+    ctx = runtime.context()
+    try:
+        output = module(payload, ctx)
+    except ValidationError as exc:
+        fail(f"invalid input for {name}: {exc}")
+    print(json.dumps({"output": output.model_dump(mode="json"),
+                      "stats": ctx.stats.model_dump()}, indent=2, ensure_ascii=False))
+
+
+@index_app.command("build")
+def index_build(
+    corpus: Annotated[Path, typer.Argument(help="Corpus JSONL of {id, title, text}.")],
+    out_dir: Annotated[Path, typer.Argument(help="Directory to write the index to.")],
+    index_type: Annotated[str, typer.Option("--type", help="flat or hnsw.")] = "flat",
+    encoder: Annotated[str, typer.Option(help="Encoder name or local directory.")] =
+        "all-MiniLM-L6-v2",
+    batch_size: Annotated[int, typer.Option(help="Embedding batch size.")] = 64,
+) -> None:
+    """Embed a corpus and write FAISS + BM25 indexes with a manifest."""
+    from compose.corpus import load_corpus
+    from compose.retrieval.index import build_index
+
+    if index_type not in ("flat", "hnsw"):
+        fail("--type must be flat or hnsw")
+    try:
+        passages = load_corpus(corpus)
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+    manifest = build_index(passages, out_dir, encoder=encoder, index_type=index_type,
+                           batch_size=batch_size)
+    out.print(f"[green]built[/] {out_dir}: {manifest.count} passages, {manifest.index_type}, "
+              f"dim {manifest.dimension}, {manifest.build_seconds:.1f} s")
+
+
+@index_app.command("info")
+def index_info(index_dir: Annotated[Path, typer.Argument(help="Index directory.")]) -> None:
+    """Print an index's manifest."""
+    from compose.retrieval.index import read_manifest
+
+    try:
+        print(read_manifest(index_dir).model_dump_json(indent=2))
+    except FileNotFoundError as exc:
+        fail(str(exc))
+
+
+@app.command("eval")
+def evaluate(
+    graph: Annotated[str, typer.Argument(help="Shipped graph name or YAML path.")],
+    dataset: Annotated[str, typer.Option(
+        help="NAME:PATH (hotpotqa, 2wikimultihopqa, musique, asqa, pubmedqa) or 'demo'.")],
+    limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Results JSONL.")] = None,
+    set_: SetOption = None,
+    cache: Annotated[bool, typer.Option(help="Use the module cache.")] = True,
+    cache_path: Annotated[str | None, typer.Option(help="SQLite cache file.")] = None,
+    index_root: Annotated[Path | None, typer.Option(help="Where pooled indexes live.")] = None,
+    recall_k: Annotated[int, typer.Option(help="k of retrieval recall@k.")] = 5,
+    restart: Annotated[bool, typer.Option(help="Discard earlier results in --out.")] = False,
+) -> None:
+    """Evaluate a graph on a benchmark; resumes where an interrupted run stopped."""
+    from compose.eval.report import summarize, summary_table
+    from compose.eval.runner import ResumeMismatchError, run_eval
+
+    dataset_name = dataset.split(":", 1)[0]
+    out_file = out_file or Path("runs") / "eval" / f"{Path(graph).stem}__{dataset_name}.jsonl"
+    try:
+        records = run_eval(graph, dataset, out=out_file, limit=limit, overrides=set_,
+                           cache=cache, cache_path=cache_path, index_root=index_root,
+                           recall_k=recall_k, restart=restart, show_progress=sys.stderr.isatty())
+    except (GraphValidationError, YamlSyntaxError, FileNotFoundError, ValueError,
+            ResumeMismatchError) as exc:
+        fail(str(exc))
+    out.print(summary_table(f"{graph} on {dataset_name} ({out_file})", summarize(records)))
+
+
+if __name__ == "__main__":
+    app()

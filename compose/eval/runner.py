@@ -1,0 +1,172 @@
+"""The evaluation runner: resumable, streaming, cached.
+
+Each question's result is appended to a JSONL file and fsynced before the next question
+starts, so a killed run loses at most the question in flight; on restart the runner drops a
+torn last line, skips the ids already present and appends the rest. A sidecar ``.meta.json``
+records what the file was produced with, and a resume with different settings is refused
+instead of mixing results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+from compose.api import load_graph
+from compose.corpora.benchmarks import load_benchmark
+from compose.corpus import QAItem
+from compose.eval.metrics import compute_metrics
+from compose.retrieval.store import ensure_index
+from compose.trace import totals
+
+RETRIEVAL_MODULES = {"retrieve"}
+
+
+class ResumeMismatchError(ValueError):
+    pass
+
+
+class EvalSettings(BaseModel):
+    graph: str
+    dataset: str
+    limit: int | None
+    overrides: list[str]
+    spec_sha: str
+    model: str
+    recall_k: int
+
+
+def retrieved_ids(trace: list[dict], k: int) -> list[str]:
+    """The first ``k`` passages of every retrieval call in the run, pooled in order."""
+    ids: list[str] = []
+    for event in trace:
+        if event.get("module") in RETRIEVAL_MODULES:
+            for passage in (event.get("output") or {}).get("passages", [])[:k]:
+                if passage["id"] not in ids:
+                    ids.append(passage["id"])
+    return ids
+
+
+def read_done(path: Path) -> list[dict]:
+    """Completed records; a torn final line (killed mid-write) is cut off the file."""
+    if not path.exists():
+        return []
+    records, good_bytes = [], 0
+    with open(path, "rb") as handle:
+        for raw in handle:
+            try:
+                records.append(json.loads(raw))
+            except json.JSONDecodeError:
+                break
+            if not raw.endswith(b"\n"):
+                records.pop()
+                break
+            good_bytes += len(raw)
+    if good_bytes != path.stat().st_size:
+        with open(path, "r+b") as handle:
+            handle.truncate(good_bytes)
+    return records
+
+
+def evaluate_one(graph, item: QAItem, recall_k: int, metric_names: list[str]) -> dict[str, Any]:
+    started = time.perf_counter()
+    record: dict[str, Any] = {"id": item.id, "question": item.question, "answers": item.answers,
+                              "gold_ids": item.gold_ids, "error": None}
+    trace: list[dict] = []
+    try:
+        state = graph.invoke({"question": item.question})
+        trace = state.get("trace", [])
+        record["prediction"] = str(state.get("answer") or "")
+        record["citations"] = state.get("citations") or []
+    except Exception as exc:  # recorded, never dropped: the table counts errors
+        record["prediction"] = ""
+        record["citations"] = []
+        record["error"] = f"{type(exc).__name__}: {exc}"
+    record["retrieved_ids"] = retrieved_ids(trace, recall_k)
+    if "qa_pairs" in item.meta:
+        record["qa_pairs"] = item.meta["qa_pairs"]
+    spent = totals(trace)
+    record.update(
+        llm_calls=spent.llm_calls,
+        tokens_in=spent.tokens_in,
+        tokens_out=spent.tokens_out,
+        generator_s=round(spent.generator_s, 4),
+        retriever_s=round(spent.retriever_s, 4),
+        node_latency_s={k: round(v, 4) for k, v in spent.node_latency_s.items()},
+        module_calls=len(trace),
+        cache_hits=sum(1 for e in trace if e.get("cache_hit")),
+        wall_s=round(time.perf_counter() - started, 4),
+    )
+    record["metrics"] = compute_metrics(record, metric_names)
+    return record
+
+
+def run_eval(
+    graph_name: str,
+    dataset: str,
+    *,
+    out: str | Path,
+    limit: int | None = None,
+    overrides: list[str] | None = None,
+    cache: bool = True,
+    cache_path: str | None = None,
+    index_root: str | Path | None = None,
+    recall_k: int = 5,
+    restart: bool = False,
+    show_progress: bool = True,
+) -> list[dict]:
+    """Run (or resume) an evaluation; returns every record in the results file."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = load_benchmark(dataset)
+    questions = data.questions[:limit] if limit else data.questions
+    index = ensure_index(data.corpus, data.name, root=index_root, show_progress=show_progress)
+    graph = load_graph(graph_name, index=index, overrides=overrides, cache=cache,
+                       cache_path=cache_path)
+    settings = EvalSettings(
+        graph=graph_name, dataset=dataset, limit=limit, overrides=overrides or [],
+        spec_sha=hashlib.sha256(graph.spec.model_dump_json().encode()).hexdigest()[:16],
+        model=graph.spec.generator.model, recall_k=recall_k,
+    )
+    meta_path = out.with_suffix(".meta.json")
+    if restart:
+        out.unlink(missing_ok=True)
+    if out.exists() and meta_path.exists():
+        previous = EvalSettings.model_validate_json(meta_path.read_text())
+        if previous.model_dump(exclude={"limit"}) != settings.model_dump(exclude={"limit"}):
+            raise ResumeMismatchError(
+                f"{out} was produced with other settings ({previous.model_dump()}); "
+                "pass --restart to start over or choose another --out"
+            )
+    meta_path.write_text(settings.model_dump_json(indent=2))
+    done = read_done(out)
+    done_ids = {r["id"] for r in done}
+    metric_names = ["em", "f1", f"recall@{recall_k}"]
+    if any("qa_pairs" in q.meta for q in questions):
+        metric_names.append("str_em")
+    todo = [q for q in questions if q.id not in done_ids]
+    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with open(out, "a", encoding="utf-8") as handle, Progress(
+        *columns, disable=not show_progress
+    ) as progress:
+        task = progress.add_task(f"{graph_name} on {data.name}", total=len(questions),
+                                 completed=len(questions) - len(todo))
+        for item in todo:
+            record = evaluate_one(graph, item, recall_k, metric_names)
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+            done.append(record)
+            progress.advance(task)
+    wanted = {q.id for q in questions}
+    return [r for r in done if r["id"] in wanted]
+
+

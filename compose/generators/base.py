@@ -1,0 +1,62 @@
+"""The one generator protocol every backend implements.
+
+Modules never talk to a backend directly: they send chat messages (optionally with a JSON
+schema) and get a :class:`Generation` back with the token counts and latency that traces,
+evaluation and benchmarks report.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Generation(BaseModel):
+    """One completed generator call."""
+
+    text: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_s: float = 0.0
+    model: str = ""
+    token_logprobs: list[float] | None = None
+    constrained: bool = Field(
+        default=False, description="True when the backend enforced the JSON schema itself."
+    )
+
+    @property
+    def mean_logprob(self) -> float | None:
+        if not self.token_logprobs:
+            return None
+        return sum(self.token_logprobs) / len(self.token_logprobs)
+
+
+class GenerationError(RuntimeError):
+    """A backend failed or returned something unusable."""
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """What a backend provides. ``model_id`` is part of every cache key."""
+
+    model_id: str
+    supports_json_schema: bool
+
+    def generate(
+        self,
+        messages: list[Message],
+        *,
+        json_schema: dict | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        logprobs: bool = False,
+        stop: list[str] | None = None,
+    ) -> Generation: ...
+
+    def count_tokens(self, text: str) -> int: ...

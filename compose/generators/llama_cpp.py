@@ -1,0 +1,91 @@
+"""GGUF models through llama.cpp: the default backend.
+
+The JSON schema is compiled to a llama.cpp grammar, so even a 135M-parameter model emits
+parsable module outputs. One ``Llama`` object is not thread-safe, hence the lock.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from compose.config import GeneratorConfig
+from compose.generators.base import Generation, GenerationError, Message
+from compose.generators.models import resolve_gguf
+
+
+class LlamaCppGenerator:
+    supports_json_schema = True
+
+    def __init__(self, llama, model_id: str, *, logprobs_enabled: bool) -> None:
+        self.llama = llama
+        self.model_id = model_id
+        self.logprobs_enabled = logprobs_enabled
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: GeneratorConfig) -> LlamaCppGenerator:
+        from llama_cpp import Llama
+
+        path = resolve_gguf(config.model)
+        llama = Llama(
+            model_path=str(path),
+            n_ctx=config.n_ctx,
+            n_threads=config.n_threads or os.cpu_count(),
+            seed=config.seed,
+            logits_all=config.logprobs,
+            verbose=False,
+        )
+        return cls(llama, f"gguf:{path.name}", logprobs_enabled=config.logprobs)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def generate(
+        self,
+        messages: list[Message],
+        *,
+        json_schema: dict | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        logprobs: bool = False,
+        stop: list[str] | None = None,
+    ) -> Generation:
+        if logprobs and not self.logprobs_enabled:
+            raise GenerationError(
+                "token logprobs need the llama_cpp model loaded with generator.logprobs: true"
+            )
+        kwargs: dict = {
+            "messages": [m.model_dump() for m in messages],
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stop": stop,
+        }
+        if json_schema is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": json_schema}
+        if logprobs:
+            kwargs.update(logprobs=True, top_logprobs=1)
+        started = time.perf_counter()
+        with self._lock:
+            try:
+                response = self.llama.create_chat_completion(**kwargs)
+            except ValueError as exc:  # prompt longer than the context window, for one
+                raise GenerationError(f"llama.cpp: {exc}") from exc
+        latency = time.perf_counter() - started
+        choice = response["choices"][0]
+        token_logprobs = None
+        if logprobs and choice.get("logprobs"):
+            token_logprobs = [
+                entry["logprob"] for entry in choice["logprobs"].get("content") or []
+            ]
+        usage = response.get("usage") or {}
+        return Generation(
+            text=choice["message"].get("content") or "",
+            tokens_in=usage.get("prompt_tokens", 0),
+            tokens_out=usage.get("completion_tokens", 0),
+            latency_s=latency,
+            model=self.model_id,
+            token_logprobs=token_logprobs,
+            constrained=json_schema is not None,
+        )

@@ -1,0 +1,112 @@
+"""Hugging Face transformers on CPU, optionally with INT8 dynamic quantization.
+
+This backend gives access to model internals (needed for position-robustness methods such as
+Ms-PoE) and to INT8 weights via ``torch.ao.quantization.quantize_dynamic``. It accepts an HF
+model directory, or a GGUF file / registry name, which transformers dequantizes on load - so
+the embedded SmolLM2 works here too. It cannot constrain decoding to a schema, so structured
+outputs go through the parse-retry loop.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from compose.config import GeneratorConfig
+from compose.generators.base import Generation, Message
+from compose.generators.models import resolve_gguf
+
+
+class TransformersGenerator:
+    supports_json_schema = False
+
+    def __init__(self, model, tokenizer, model_id: str) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: GeneratorConfig) -> TransformersGenerator:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if config.n_threads:
+            torch.set_num_threads(config.n_threads)
+        source = Path(config.model).expanduser()
+        if source.is_dir():
+            load_kwargs: dict = {}
+            directory = str(source)
+            label = source.name
+        else:
+            gguf = resolve_gguf(config.model)
+            directory, load_kwargs = str(gguf.parent), {"gguf_file": gguf.name}
+            label = gguf.name
+        tokenizer = AutoTokenizer.from_pretrained(directory, **load_kwargs)
+        model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32, **load_kwargs)
+        model.eval()
+        if config.int8:
+            model = torch.ao.quantization.quantize_dynamic(
+                model, {torch.nn.Linear}, dtype=torch.qint8
+            )
+        torch.manual_seed(config.seed)
+        suffix = "+int8" if config.int8 else ""
+        return cls(model, tokenizer, f"hf:{label}{suffix}")
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def generate(
+        self,
+        messages: list[Message],
+        *,
+        json_schema: dict | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        logprobs: bool = False,
+        stop: list[str] | None = None,
+    ) -> Generation:
+        import torch
+
+        prompt_ids = self.tokenizer.apply_chat_template(
+            [m.model_dump() for m in messages],
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        )
+        started = time.perf_counter()
+        with self._lock, torch.inference_mode():
+            output = self.model.generate(
+                **prompt_ids,
+                max_new_tokens=max_tokens,
+                do_sample=temperature > 0,
+                temperature=temperature if temperature > 0 else None,
+                top_p=None,
+                top_k=None,
+                output_scores=logprobs,
+                return_dict_in_generate=True,
+                pad_token_id=self.tokenizer.eos_token_id,
+            )
+        latency = time.perf_counter() - started
+        n_in = prompt_ids["input_ids"].shape[1]
+        new_tokens = output.sequences[0, n_in:]
+        text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
+        if stop:
+            for marker in stop:
+                text = text.split(marker)[0]
+        token_logprobs = None
+        if logprobs:
+            scores = self.model.compute_transition_scores(
+                output.sequences, output.scores, normalize_logits=True
+            )
+            token_logprobs = [float(x) for x in scores[0]]
+        return Generation(
+            text=text,
+            tokens_in=int(n_in),
+            tokens_out=int(new_tokens.shape[0]),
+            latency_s=latency,
+            model=self.model_id,
+            token_logprobs=token_logprobs,
+            constrained=False,
+        )

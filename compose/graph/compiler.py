@@ -1,0 +1,144 @@
+"""Compile a validated :class:`GraphSpec` into a LangGraph ``StateGraph``.
+
+Every node wraps one module: it maps state fields to the module input, runs the module with a
+fresh context (so its cost is measured), maps the output back, appends a trace event and, for
+nodes with branches, decides the route itself. Deciding the route inside the node lets loop
+budgets be counted in the same state update, so a budget holds even across checkpoints.
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+from typing import Annotated, Any, TypedDict
+
+from langgraph.graph import END as LG_END
+from langgraph.graph import START, StateGraph
+
+from compose.graph.spec import END, EdgeSpec, GraphSpec
+from compose.graph.validate import written_fields
+from compose.registry import get_module
+from compose.runtime import Runtime
+from compose.trace import TraceEvent
+
+
+class NodeError(RuntimeError):
+    def __init__(self, node: str, module: str, cause: BaseException) -> None:
+        self.node = node
+        self.module = module
+        super().__init__(f"node {node!r} (module {module!r}) failed: {cause}")
+
+
+def merge_dicts(left: dict | None, right: dict | None) -> dict:
+    return {**(left or {}), **(right or {})}
+
+
+def append_lists(left: list | None, right: Any) -> list:
+    right_list = right if isinstance(right, list) else [right]
+    return [*(left or []), *right_list]
+
+
+_REDUCERS = {"append": append_lists, "merge": merge_dicts}
+
+
+def state_schema(spec: GraphSpec) -> type:
+    fields: dict[str, Any] = {name: Any for name in spec.inputs}
+    for name, node in spec.nodes.items():
+        for field in written_fields(spec, name, get_module(node.module)):
+            fields[field] = Any
+    for field, declared in spec.state.items():
+        reducer = _REDUCERS.get(declared.reducer)
+        fields[field] = Annotated[Any, reducer] if reducer else Any
+    fields["trace"] = Annotated[list, operator.add]
+    fields["_loops"] = Annotated[dict, merge_dicts]
+    fields["_route"] = Annotated[dict, merge_dicts]
+    return TypedDict(f"{spec.name.title().replace('_', '')}State", fields, total=False)
+
+
+def choose_branch(name: str, edge: EdgeSpec, state: dict[str, Any]) -> tuple[str, dict[str, int]]:
+    """The first branch whose condition holds and whose budget is not spent."""
+    loops = state.get("_loops") or {}
+    for index, branch in enumerate(edge.branches or []):
+        if branch.when is not None and not branch.when.holds(state):
+            continue
+        if branch.budget is not None:
+            key = f"{name}->{branch.to}#{index}"
+            used = loops.get(key, 0)
+            if used >= branch.budget:
+                continue
+            return branch.to, {key: used + 1}
+        return branch.to, {}
+    raise AssertionError(f"validated graph has no default branch out of {name!r}")
+
+
+def make_node(name: str, spec: GraphSpec, runtime: Runtime):
+    node = spec.nodes[name]
+    module = get_module(node.module)(node.params)
+    in_map = {field: node.inputs.get(field, field) for field in module.Input.model_fields}
+    out_map = {field: node.outputs.get(field, field) for field in module.Output.model_fields}
+    branching = next((e for e in spec.edges_from(name) if e.branches), None)
+
+    def run_node(state: dict[str, Any]) -> dict[str, Any]:
+        payload = {f: state[s] for f, s in in_map.items() if state.get(s) is not None}
+        ctx = runtime.context()
+        started = time.perf_counter()
+        try:
+            output = module(payload, ctx).model_dump(mode="json")
+        except Exception as exc:
+            raise NodeError(name, node.module, exc) from exc
+        update: dict[str, Any] = {out_map[f]: value for f, value in output.items()}
+        route = None
+        if branching is not None:
+            route, spent = choose_branch(name, branching, {**state, **update})
+            update["_route"] = {name: route}
+            if spent:
+                update["_loops"] = spent
+        event = TraceEvent(
+            node=name,
+            module=node.module,
+            input=_jsonable(payload),
+            output=output,
+            latency_s=time.perf_counter() - started,
+            route=route,
+            **ctx.stats.model_dump(),
+        )
+        update["trace"] = [event.model_dump()]
+        return update
+
+    run_node.__name__ = f"node_{name}"
+    return run_node
+
+
+def _jsonable(payload: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.model_dump(mode="json") if hasattr(v, "model_dump") else v
+            for k, v in payload.items()}
+
+
+def recursion_limit(spec: GraphSpec) -> int:
+    budgets = sum(b.budget or 0 for e in spec.edges for b in e.branches or [])
+    return len(spec.nodes) * (1 + budgets) + 10
+
+
+def compile_spec(spec: GraphSpec, runtime: Runtime, checkpointer=None):
+    """Return the compiled LangGraph object (usable directly, or as a subgraph)."""
+    builder = StateGraph(state_schema(spec))
+    for name in spec.nodes:
+        builder.add_node(name, make_node(name, spec, runtime))
+    builder.add_edge(START, spec.entry)
+    for edge in spec.edges:
+        if edge.to is not None:
+            builder.add_edge(edge.source, LG_END if edge.to == END else edge.to)
+        else:
+            targets = {b.to: (LG_END if b.to == END else b.to) for b in edge.branches or []}
+            builder.add_conditional_edges(
+                edge.source, _router(edge.source), targets
+            )
+    return builder.compile(checkpointer=checkpointer, name=spec.name)
+
+
+def _router(name: str):
+    def route(state: dict[str, Any]) -> str:
+        return state["_route"][name]
+
+    route.__name__ = f"route_{name}"
+    return route

@@ -1,0 +1,207 @@
+"""The module contract: an atomic, typed transformation.
+
+A module declares pydantic ``Input``, ``Output`` and ``Params`` models, a registry ``name`` and
+a one-line ``purpose``. Its result is a pure function of (module, params, prompt version,
+model, input), which is what makes the SQLite cache and per-module evaluation possible.
+
+Usage::
+
+    from compose.modules.answer import Answer
+    out = Answer(max_answer_words=5)({"question": "...", "passages": [...]})
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from compose.generators.base import Generation, Message
+from compose.structured import generate_structured
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CallStats(BaseModel):
+    """What one module call cost; the trace and the eval tables are built from these."""
+
+    llm_calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    generator_s: float = 0.0
+    retriever_s: float = 0.0
+    parse_retries: int = 0
+    cache_hit: bool = False
+
+    def add_generation(self, generation: Generation) -> None:
+        self.llm_calls += 1
+        self.tokens_in += generation.tokens_in
+        self.tokens_out += generation.tokens_out
+        self.generator_s += generation.latency_s
+
+
+class PromptTemplate(BaseModel):
+    """A versioned prompt. Bump ``version`` whenever the text changes: it keys the cache."""
+
+    version: str
+    system: str
+    user: str
+
+    def render(self, **fields: Any) -> list[Message]:
+        return [
+            Message(role="system", content=self.system.format(**fields)),
+            Message(role="user", content=self.user.format(**fields)),
+        ]
+
+
+class ModuleContext:
+    """Per-call access to the shared runtime (generator, retriever, cache) plus cost stats."""
+
+    def __init__(self, runtime=None) -> None:
+        if runtime is None:
+            from compose.runtime import Runtime
+
+            runtime = Runtime.default()
+        self.runtime = runtime
+        self.stats = CallStats()
+
+    def fresh(self) -> ModuleContext:
+        return ModuleContext(self.runtime)
+
+    @property
+    def generator(self):
+        return self.runtime.generator
+
+    @property
+    def retriever(self):
+        return self.runtime.retriever
+
+    def generate(self, messages: list[Message], **kwargs: Any) -> Generation:
+        generation = self.generator.generate(messages, **kwargs)
+        self.stats.add_generation(generation)
+        return generation
+
+    def generate_structured(
+        self, messages: list[Message], output_model: type[BaseModel], *, max_tokens: int
+    ) -> tuple[BaseModel, Generation]:
+        parsed, generation, retries = generate_structured(
+            self.generator,
+            messages,
+            output_model,
+            max_tokens=max_tokens,
+            max_retries=self.runtime.config.generator.max_parse_retries,
+            on_generation=self.stats.add_generation,
+        )
+        self.stats.parse_retries += retries
+        return parsed, generation
+
+    def retrieve(self, query: str, *, k: int, mode: str | None = None):
+        started = time.perf_counter()
+        try:
+            return self.retriever.search(query, k=k, mode=mode)
+        finally:
+            self.stats.retriever_s += time.perf_counter() - started
+
+
+class Module(ABC):
+    """Base class of every module. Subclasses set the class attributes and ``run``."""
+
+    name: ClassVar[str]
+    purpose: ClassVar[str]
+    Input: ClassVar[type[BaseModel]]
+    Output: ClassVar[type[BaseModel]]
+    Params: ClassVar[type[BaseModel]] = NoParams
+    cacheable: ClassVar[bool] = True
+
+    def __init__(self, params: BaseModel | dict | None = None, **overrides: Any) -> None:
+        data = params.model_dump() if isinstance(params, BaseModel) else dict(params or {})
+        data.update(overrides)
+        self.params = self.Params.model_validate(data)
+
+    @abstractmethod
+    def run(self, inp: BaseModel, ctx: ModuleContext) -> BaseModel:
+        """Transform one validated input into one output."""
+
+    def cache_identity(self, ctx: ModuleContext) -> str:
+        """What besides params and input determines the output (model, prompt, index)."""
+        return ""
+
+    def cache_key(self, inp: BaseModel, ctx: ModuleContext) -> str:
+        return json.dumps(
+            [
+                self.name,
+                self.params.model_dump(mode="json"),
+                self.cache_identity(ctx),
+                inp.model_dump(mode="json"),
+            ],
+            sort_keys=True,
+            ensure_ascii=False,
+        )
+
+    def __call__(
+        self, inp: BaseModel | dict | None = None, ctx: ModuleContext | None = None, **fields: Any
+    ) -> BaseModel:
+        """Validate, look up the cache, run, store. ``ctx.stats`` tells what it cost."""
+        ctx = ctx or ModuleContext()
+        data = inp.model_dump() if isinstance(inp, BaseModel) else dict(inp or {})
+        data.update(fields)
+        validated = self.Input.model_validate(data)
+        cache = ctx.runtime.cache if self.cacheable else None
+        key = self.cache_key(validated, ctx) if cache is not None else ""
+        if cache is not None:
+            hit = cache.get(key)
+            if hit is not None:
+                ctx.stats.cache_hit = True
+                return self.Output.model_validate(hit)
+        output = self.run(validated, ctx)
+        if cache is not None:
+            cache.put(key, self.name, output.model_dump(mode="json"))
+        return output
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "name": cls.name,
+            "purpose": cls.purpose,
+            "input": cls.Input.model_json_schema(),
+            "output": cls.Output.model_json_schema(),
+            "params": cls.Params.model_json_schema(),
+        }
+        prompt = getattr(cls, "prompt", None)
+        if prompt is not None:
+            info["prompt_version"] = prompt.version
+        return info
+
+
+class LLMModule(Module):
+    """A module answered by the generator under a JSON schema.
+
+    ``LLMOutput`` is what the model must emit (defaults to ``Output``); ``postprocess`` turns
+    it into ``Output`` (for example, dropping cited ids that were not in the input).
+    """
+
+    prompt: ClassVar[PromptTemplate]
+    LLMOutput: ClassVar[type[BaseModel] | None] = None
+    max_tokens: ClassVar[int] = 128
+
+    def cache_identity(self, ctx: ModuleContext) -> str:
+        return f"prompt={self.prompt.version}|model={ctx.generator.model_id}"
+
+    @abstractmethod
+    def prompt_fields(self, inp: BaseModel) -> dict[str, Any]:
+        """Values for the prompt template's placeholders."""
+
+    def postprocess(self, inp: BaseModel, emitted: BaseModel) -> BaseModel:
+        return self.Output.model_validate(emitted.model_dump())
+
+    def run(self, inp: BaseModel, ctx: ModuleContext) -> BaseModel:
+        messages = self.prompt.render(**self.prompt_fields(inp))
+        emitted, _ = ctx.generate_structured(
+            messages, self.LLMOutput or self.Output, max_tokens=self.max_tokens
+        )
+        return self.postprocess(inp, emitted)

@@ -1,0 +1,42 @@
+"""Indexes kept under the composerag home, found again by corpus content hash.
+
+``ensure_index`` is what lets ``composerag run`` and ``composerag eval`` build an index on
+first use and reuse it afterwards, rebuilding only when the corpus (or encoder) changed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from compose.config import DEFAULT_HOME
+from compose.corpus import Passage, corpus_hash
+from compose.retrieval.encoder import DEFAULT_ENCODER
+from compose.retrieval.index import IndexType, build_index, read_manifest
+
+INDEX_HOME = DEFAULT_HOME / "indexes"
+
+
+def ensure_index(
+    passages: list[Passage],
+    name: str,
+    *,
+    root: str | Path | None = None,
+    encoder: str = DEFAULT_ENCODER,
+    index_type: IndexType = "flat",
+    show_progress: bool = True,
+) -> Path:
+    digest = corpus_hash(passages)
+    path = Path(root or INDEX_HOME).expanduser() / f"{name}-{digest}-{index_type}"
+    if (path / "manifest.json").is_file():
+        manifest = read_manifest(path)
+        if manifest.corpus_hash == digest and manifest.encoder == encoder:
+            return path
+    if show_progress:
+        Console(stderr=True).print(
+            f"[bold]building the {name} index[/] ({len(passages)} passages) at {path}"
+        )
+    build_index(passages, path, encoder=encoder, index_type=index_type,
+                show_progress=show_progress)
+    return path

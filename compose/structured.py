@@ -1,0 +1,96 @@
+"""Getting a schema-valid pydantic object out of a generator.
+
+Backends that constrain decoding to the JSON schema (llama.cpp grammars, servers that accept
+``response_format``) produce parsable JSON by construction, though a too-small token budget can
+still cut it off. Backends that cannot constrain get the schema in the prompt and a
+parse-retry loop. Either way a failure is raised as :class:`StructuredOutputError` carrying
+every raw attempt - never silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from pydantic import BaseModel, ValidationError
+
+from compose.generators.base import Generation, Generator, Message
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+
+
+class StructuredOutputError(RuntimeError):
+    def __init__(self, schema_name: str, attempts: list[str], last_error: str) -> None:
+        self.attempts = attempts
+        self.last_error = last_error
+        shown = attempts[-1][:300] if attempts else ""
+        super().__init__(
+            f"generator output did not match {schema_name} after {len(attempts)} attempt(s): "
+            f"{last_error}; last output: {shown!r}"
+        )
+
+
+def extract_json(text: str) -> str:
+    """The JSON object inside a reply that may carry fences or chatter around it."""
+    fenced = _FENCE.search(text)
+    if fenced:
+        text = fenced.group(1)
+    start = text.find("{")
+    end = text.rfind("}")
+    if start == -1 or end < start:
+        return text.strip()
+    return text[start : end + 1]
+
+
+def schema_instruction(schema: dict) -> str:
+    return (
+        "Reply with a single JSON object and nothing else. It must match this JSON schema:\n"
+        + json.dumps(schema, separators=(",", ":"))
+    )
+
+
+def generate_structured(
+    generator: Generator,
+    messages: list[Message],
+    output_model: type[BaseModel],
+    *,
+    max_tokens: int,
+    max_retries: int,
+    on_generation=None,
+) -> tuple[BaseModel, Generation, int]:
+    """Return (parsed object, the generation that produced it, retries used)."""
+    schema = output_model.model_json_schema()
+    constrained = generator.supports_json_schema
+    convo = list(messages)
+    if not constrained:
+        convo[-1] = Message(role=convo[-1].role, content=convo[-1].content + "\n\n"
+                            + schema_instruction(schema))
+    attempts: list[str] = []
+    last_error = ""
+    for attempt in range(max_retries + 1):
+        generation = generator.generate(
+            convo,
+            json_schema=schema if constrained else None,
+            max_tokens=max_tokens * (attempt + 1),
+            temperature=0.0 if attempt == 0 else 0.4,
+        )
+        if on_generation is not None:
+            on_generation(generation)
+        attempts.append(generation.text)
+        try:
+            parsed = output_model.model_validate_json(extract_json(generation.text))
+            return parsed, generation, attempt
+        except ValidationError as exc:
+            last_error = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'output'}: {err['msg']}"
+                for err in exc.errors()[:3]
+            )
+        if not constrained:
+            convo = [
+                *messages[:-1],
+                Message(role="user", content=convo[-1].content),
+                Message(role="assistant", content=generation.text),
+                Message(role="user", content=f"That was not valid: {last_error}. "
+                        + schema_instruction(schema)),
+            ]
+    raise StructuredOutputError(output_model.__name__, attempts, last_error)
