@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from compose.corpora.demo import demo_index
 from compose.graph.validate import GraphValidationError
 from compose.graph.yaml_source import YamlSyntaxError
 
@@ -34,13 +35,6 @@ IndexOption = Annotated[Path | None, typer.Option(
 def fail(message: str, code: int = 1) -> None:
     err.print(f"[red]error:[/] {escape(message)}")
     raise typer.Exit(code)
-
-
-def demo_index() -> Path:
-    from compose.corpora.demo import load_demo
-    from compose.retrieval.store import ensure_index
-
-    return ensure_index(load_demo().corpus, "demo")
 
 
 def graph_retrieves(spec) -> bool:

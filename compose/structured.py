@@ -42,10 +42,29 @@ def extract_json(text: str) -> str:
     return text[start : end + 1]
 
 
+def _example_value(prop: dict, name: str):
+    kind = prop.get("type")
+    if kind == "array":
+        return [_example_value(prop.get("items", {}), name)]
+    if kind == "integer":
+        return 1
+    if kind == "number":
+        return 0.5
+    if kind == "boolean":
+        return True
+    if kind == "object":
+        return {}
+    return f"<{name}>"
+
+
 def schema_instruction(schema: dict) -> str:
+    """Small models copy an example far better than they follow a JSON Schema (given the
+    schema itself, they tend to echo it back), so the prompt shows an example object."""
+    properties = schema.get("properties", {})
+    example = {name: _example_value(prop, name) for name, prop in properties.items()}
     return (
-        "Reply with a single JSON object and nothing else. It must match this JSON schema:\n"
-        + json.dumps(schema, separators=(",", ":"))
+        "Reply with one JSON object and nothing else, with these keys: "
+        + json.dumps(example)
     )
 
 

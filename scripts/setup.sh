@@ -13,6 +13,13 @@ WHEELS=${COMPOSERAG_WHEELHOUSE:-$HOME/.cache/composerag/wheels}
 LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 -DGGML_AVX512=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
 
+# graphviz's `dot` renders `composerag show --png`; optional, so a failure only warns.
+if ! command -v dot >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get install -y -qq graphviz >/dev/null 2>&1 ||
+   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq graphviz >/dev/null 2>&1)) ||
+    echo "warning: graphviz not installed; composerag show --png will be unavailable"
+fi
+
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip setuptools wheel

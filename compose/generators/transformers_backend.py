@@ -13,9 +13,30 @@ import threading
 import time
 from pathlib import Path
 
-from compose.config import GeneratorConfig
+from compose.config import DEFAULT_HOME, GeneratorConfig
 from compose.generators.base import Generation, Message
 from compose.generators.models import resolve_gguf
+
+
+def dequantized_checkpoint(gguf: Path) -> Path:
+    """Dequantize a GGUF file into an HF checkpoint once and reuse it: converting the
+    tokenizer and tensors takes tens of seconds, loading the saved checkpoint about one."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = DEFAULT_HOME / "hf-from-gguf" / f"{gguf.stem}-{gguf.stat().st_size}"
+    if (target / "config.json").is_file():
+        return target
+    staging = target.with_name(target.name + ".partial")
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # The tensors are plain float32 after loading; only the GGUF marker blocks saving.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tokenizer.save_pretrained(staging)
+    model.save_pretrained(staging)
+    staging.rename(target)
+    return target
 
 
 class TransformersGenerator:
@@ -36,15 +57,12 @@ class TransformersGenerator:
             torch.set_num_threads(config.n_threads)
         source = Path(config.model).expanduser()
         if source.is_dir():
-            load_kwargs: dict = {}
-            directory = str(source)
-            label = source.name
+            directory, label = source, source.name
         else:
             gguf = resolve_gguf(config.model)
-            directory, load_kwargs = str(gguf.parent), {"gguf_file": gguf.name}
-            label = gguf.name
-        tokenizer = AutoTokenizer.from_pretrained(directory, **load_kwargs)
-        model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32, **load_kwargs)
+            directory, label = dequantized_checkpoint(gguf), gguf.name
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32)
         model.eval()
         if config.int8:
             model = torch.ao.quantization.quantize_dynamic(

@@ -23,3 +23,10 @@ def load_demo() -> BenchmarkData:
         corpus=load_corpus(demo_file("passages.jsonl")),
         questions=load_questions(demo_file("questions.jsonl")),
     )
+
+
+def demo_index() -> Path:
+    """The demo corpus index under the composerag home, built on first use."""
+    from compose.retrieval.store import ensure_index
+
+    return ensure_index(load_demo().corpus, "demo")

@@ -1,0 +1,129 @@
+"""The evaluation runner: records, errors kept, resume after a kill, refused mixed resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from compose.api import load_graph
+from compose.corpus import QAItem
+from compose.eval.report import summarize
+from compose.eval.runner import ResumeMismatchError, evaluate_one, read_done, run_eval
+from tests.conftest import scripted_runtime
+
+
+def test_torn_last_line_is_cut_off(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"id": "a"}\n{"id": "b"}\n{"id": "c", "predic')
+    assert [r["id"] for r in read_done(path)] == ["a", "b"]
+    assert path.read_text() == '{"id": "a"}\n{"id": "b"}\n'
+
+
+def test_complete_line_without_newline_is_redone(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"id": "a"}\n{"id": "b"}')
+    assert [r["id"] for r in read_done(path)] == ["a"]
+
+
+def test_failed_question_is_recorded_not_dropped(demo_index):
+    graph = load_graph("naive_rag", runtime=scripted_runtime(["garbage"] * 3, demo_index))
+    item = QAItem(id="q1", question="Who designed the Velmora Bridge?", answers=["Ilse Ranneth"],
+                  gold_ids=["demo-025"])
+    record = evaluate_one(graph, item, 5, ["em", "f1", "recall@5"])
+    assert record["error"].startswith("NodeError")
+    assert record["metrics"]["em"] == 0.0
+    assert record["prediction"] == ""
+
+
+def test_record_has_metrics_cost_and_retrieval(demo_index):
+    runtime = scripted_runtime([{"answer": "Ilse Ranneth", "citations": [1]}], demo_index)
+    graph = load_graph("naive_rag", runtime=runtime)
+    item = QAItem(id="q1", question="Who designed the Velmora Bridge?", answers=["Ilse Ranneth"],
+                  gold_ids=["demo-025", "demo-023"])
+    record = evaluate_one(graph, item, 5, ["em", "f1", "recall@5"])
+    assert record["metrics"]["em"] == 1.0
+    assert record["metrics"]["recall@5"] in (0.5, 1.0)
+    assert record["retrieved_ids"][0] == "demo-025"
+    assert record["llm_calls"] == 1 and record["tokens_in"] > 0
+    assert set(record["node_latency_s"]) == {"retrieve", "answer"}
+
+
+def test_summary_averages_and_counts_errors():
+    records = [
+        {"metrics": {"em": 1.0, "recall@5": None}, "llm_calls": 1, "tokens_in": 100,
+         "tokens_out": 10, "wall_s": 2.0, "module_calls": 2, "cache_hits": 1,
+         "node_latency_s": {"a": 3.0, "b": 1.0}, "error": None},
+        {"metrics": {"em": 0.0, "recall@5": 0.5}, "llm_calls": 3, "tokens_in": 300,
+         "tokens_out": 30, "wall_s": 4.0, "module_calls": 2, "cache_hits": 0,
+         "node_latency_s": {"a": 0.0, "b": 0.0}, "error": "boom"},
+    ]
+    summary = summarize(records)
+    assert summary.metrics == {"em": 0.5, "recall@5": 0.5}
+    assert (summary.llm_calls, summary.tokens_in, summary.wall_s) == (2.0, 200.0, 3.0)
+    assert summary.errors == 1 and summary.cache_hit_rate == 0.25
+    assert summary.node_share == {"a": 0.75, "b": 0.25}
+
+
+def eval_command(out, index_root, limit):
+    return [sys.executable, "-m", "compose.cli", "eval", "closed_book", "--dataset", "demo",
+            "--limit", str(limit), "--out", str(out), "--no-cache",
+            "--index-root", str(index_root)]
+
+
+def test_resume_after_kill_loses_and_repeats_nothing(tmp_path, demo_index):
+    out = tmp_path / "results.jsonl"
+    process = subprocess.Popen(eval_command(out, demo_index.parent, 8),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if out.exists() and out.read_text().count("\n") >= 2:
+            break
+        if process.poll() is not None:
+            pytest.fail(f"eval ended early: {process.stderr.read().decode()[-2000:]}")
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    before = out.read_text()
+    done_before = [json.loads(line)["id"] for line in before.splitlines() if line.endswith("}")]
+    assert 2 <= len(done_before) < 8, "the kill should land mid-run"
+
+    finished = subprocess.run(eval_command(out, demo_index.parent, 8), capture_output=True,
+                              text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    after = out.read_text()
+    ids = [json.loads(line)["id"] for line in after.splitlines()]
+    assert len(ids) == len(set(ids)) == 8
+    assert ids[: len(done_before)] == done_before  # earlier results kept as they were
+    assert after.startswith("\n".join(before.splitlines()[: len(done_before)]))
+    assert "questions" in finished.stdout and "em" in finished.stdout
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, demo_index):
+    out = tmp_path / "results.jsonl"
+    run_eval("closed_book", "demo", out=out, limit=1, cache=False,
+             index_root=demo_index.parent, show_progress=False)
+    with pytest.raises(ResumeMismatchError, match="--restart"):
+        run_eval("closed_book", "demo", out=out, limit=1, cache=False,
+                 index_root=demo_index.parent, show_progress=False,
+                 overrides=["nodes.answer.params.max_passages=2"])
+    records = run_eval("closed_book", "demo", out=out, limit=1, cache=False, restart=True,
+                       index_root=demo_index.parent, show_progress=False,
+                       overrides=["nodes.answer.params.max_passages=2"])
+    assert len(records) == 1
+
+
+def test_cache_makes_a_rerun_free(tmp_path, demo_index):
+    kwargs = {"limit": 2, "cache": True, "cache_path": str(tmp_path / "cache.sqlite"),
+              "index_root": demo_index.parent, "show_progress": False}
+    first = run_eval("naive_rag", "demo", out=tmp_path / "a.jsonl", **kwargs)
+    second = run_eval("naive_rag", "demo", out=tmp_path / "b.jsonl", **kwargs)
+    assert sum(r["llm_calls"] for r in first) == 2
+    assert sum(r["llm_calls"] for r in second) == 0
+    assert [r["prediction"] for r in first] == [r["prediction"] for r in second]
+    assert all(r["cache_hits"] == 2 for r in second)

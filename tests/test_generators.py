@@ -1,0 +1,163 @@
+"""Each generator backend against a real model: llama.cpp (GGUF), transformers (fp32 and INT8,
+from the same GGUF), and an OpenAI-compatible server on loopback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from compose.config import GeneratorConfig
+from compose.generators.base import GenerationError, Message
+from compose.generators.factory import get_generator
+from compose.generators.models import resolve_gguf
+from compose.modules.answer import EmittedAnswer
+from compose.structured import generate_structured
+
+QUESTION = [
+    Message(role="system", content="Answer with a short phrase."),
+    Message(role="user", content="Passages:\n[1] Velmora Bridge: The Velmora Bridge was "
+            "designed by the engineer Ilse Ranneth.\n\nQuestion: Who designed the Velmora "
+            "Bridge?\nGive the short answer as JSON."),
+]
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return get_generator(GeneratorConfig())
+
+
+def test_llama_cpp_schema_constrained_output_parses(llama):
+    parsed, generation, retries = generate_structured(
+        llama, QUESTION, EmittedAnswer, max_tokens=64, max_retries=0)
+    assert generation.constrained and retries == 0
+    assert isinstance(parsed, EmittedAnswer)
+    assert "Ranneth" in parsed.answer
+    assert generation.tokens_in > 40 and generation.tokens_out > 3
+    assert generation.latency_s > 0
+    assert generation.model == "gguf:SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_llama_cpp_is_deterministic_at_temperature_zero(llama):
+    a = llama.generate(QUESTION, max_tokens=16)
+    b = llama.generate(QUESTION, max_tokens=16)
+    assert a.text == b.text
+
+
+def test_llama_cpp_logprobs_need_opt_in(llama):
+    with pytest.raises(GenerationError, match="logprobs: true"):
+        llama.generate(QUESTION, max_tokens=4, logprobs=True)
+
+
+def test_llama_cpp_logprobs_when_enabled():
+    generator = get_generator(GeneratorConfig(logprobs=True, n_ctx=1024))
+    generation = generator.generate(QUESTION, max_tokens=8, logprobs=True)
+    assert generation.token_logprobs is not None
+    assert len(generation.token_logprobs) == generation.tokens_out
+    assert all(lp <= 0 for lp in generation.token_logprobs)
+    assert generation.mean_logprob is not None
+
+
+def test_llama_cpp_counts_tokens(llama):
+    assert llama.count_tokens("Velmora Bridge") >= 2
+
+
+def test_prompt_longer_than_context_is_a_generation_error():
+    generator = get_generator(GeneratorConfig(n_ctx=256))
+    long = [Message(role="user", content="bridge " * 600)]
+    with pytest.raises(GenerationError, match="llama.cpp"):
+        generator.generate(long, max_tokens=4)
+
+
+def test_unknown_model_name_is_clear():
+    with pytest.raises(FileNotFoundError, match="smollm2-135m"):
+        resolve_gguf("no-such-model")
+
+
+@pytest.fixture(scope="module")
+def transformers_fp32():
+    return get_generator(GeneratorConfig(backend="transformers"))
+
+
+def test_transformers_backend_runs_the_embedded_model(transformers_fp32):
+    generation = transformers_fp32.generate(
+        [Message(role="user", content="What is the capital of France? One word.")],
+        max_tokens=8, logprobs=True)
+    assert "Paris" in generation.text
+    assert generation.tokens_out == len(generation.token_logprobs) > 0
+    assert not transformers_fp32.supports_json_schema
+
+
+def test_transformers_structured_output_goes_through_parse_retry(transformers_fp32):
+    parsed, generation, retries = generate_structured(
+        transformers_fp32, QUESTION, EmittedAnswer, max_tokens=48, max_retries=2)
+    assert not generation.constrained
+    assert isinstance(parsed, EmittedAnswer) and parsed.answer
+
+
+def test_transformers_int8_quantizes_linear_layers_and_still_answers():
+    import torch
+
+    generator = get_generator(GeneratorConfig(backend="transformers", int8=True))
+    assert generator.model_id.endswith("+int8")
+    quantized = [m for m in generator.model.modules()
+                 if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
+    assert len(quantized) > 50
+    generation = generator.generate(
+        [Message(role="user", content="What is the capital of France? One word.")],
+        max_tokens=8)
+    assert "Paris" in generation.text
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_server():
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(resolve_gguf("smollm2-135m")),
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
+         "--model_alias", "smollm2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if process.poll() is not None:
+            pytest.fail("llama_cpp.server exited early")
+        try:
+            if httpx.get(f"{base}/models", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("llama_cpp.server did not come up in 120 s")
+    yield base
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_openai_compatible_server_with_schema(llama_server):
+    generator = get_generator(GeneratorConfig(backend="openai", base_url=llama_server,
+                                              model="smollm2", response_format="json_object"))
+    parsed, generation, _ = generate_structured(
+        generator, QUESTION, EmittedAnswer, max_tokens=64, max_retries=0)
+    assert "Ranneth" in parsed.answer
+    assert generation.tokens_in > 40 and generation.model.startswith("openai:smollm2@")
+
+
+def test_openai_compatible_server_unreachable_is_a_generation_error():
+    generator = get_generator(GeneratorConfig(
+        backend="openai", base_url=f"http://127.0.0.1:{free_port()}/v1", model="x",
+        timeout_s=2))
+    with pytest.raises(GenerationError, match="127.0.0.1"):
+        generator.generate(QUESTION, max_tokens=4)
