@@ -20,8 +20,10 @@ app = typer.Typer(help="Compose RAG and agent pipelines from atomic typed module
                   no_args_is_help=True, pretty_exceptions_enable=False)
 index_app = typer.Typer(help="Build and inspect retrieval indexes.", no_args_is_help=True)
 module_app = typer.Typer(help="Run a single module.", no_args_is_help=True)
+trace_app = typer.Typer(help="Inspect run traces.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
 app.add_typer(module_app, name="module")
+app.add_typer(trace_app, name="trace")
 out = Console()
 err = Console(stderr=True)
 
@@ -211,6 +213,22 @@ def module_run(
                       "stats": ctx.stats.model_dump()}, indent=2, ensure_ascii=False))
 
 
+@trace_app.command("show")
+def trace_show(
+    path: Annotated[Path, typer.Argument(help="A --trace JSONL, or an eval traces file.")],
+    run_id: Annotated[str | None, typer.Option("--id", help="Question id (traces file).")] =
+        None,
+) -> None:
+    """Render one run's chain (sub-questions, queries, passages, answers, verdicts, retries)."""
+    from compose.trace_view import read_trace, trace_tree
+
+    try:
+        title, events = read_trace(path, run_id)
+    except (OSError, KeyError, ValueError) as exc:
+        fail(str(exc))
+    out.print(trace_tree(events, title))
+
+
 @index_app.command("build")
 def index_build(
     corpus: Annotated[Path, typer.Argument(help="Corpus JSONL of {id, title, text}.")],
@@ -260,6 +278,12 @@ def evaluate(
     index_root: Annotated[Path | None, typer.Option(help="Where pooled indexes live.")] = None,
     recall_k: Annotated[int, typer.Option(help="k of retrieval recall@k.")] = 5,
     restart: Annotated[bool, typer.Option(help="Discard earlier results in --out.")] = False,
+    judge: Annotated[bool, typer.Option(
+        help="Also ask the verify module whether each final answer is grounded in its "
+        "cited passages (one more LLM call per answered question).")] = False,
+    save_traces: Annotated[bool, typer.Option(
+        help="Write each question's trace to OUT.traces.jsonl (see `composerag trace show`)."
+    )] = False,
 ) -> None:
     """Evaluate a graph on a benchmark; resumes where an interrupted run stopped."""
     from compose.eval.report import summarize, summary_table
@@ -270,7 +294,9 @@ def evaluate(
     try:
         records = run_eval(graph, dataset, out=out_file, limit=limit, overrides=set_,
                            cache=cache, cache_path=cache_path, index_root=index_root,
-                           recall_k=recall_k, restart=restart, show_progress=sys.stderr.isatty())
+                           recall_k=recall_k, restart=restart, judge=judge,
+                           save_traces=save_traces,
+                           show_progress=sys.stderr.isatty())
     except (GraphValidationError, YamlSyntaxError, FileNotFoundError, ValueError,
             ResumeMismatchError) as exc:
         fail(str(exc))

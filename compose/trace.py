@@ -6,27 +6,24 @@ as JSONL, and be summed into evaluation tables.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from compose.corpus import write_jsonl
+from compose.module import CallStats
 
-class TraceEvent(BaseModel):
+
+class TraceEvent(CallStats):
+    """One node run: the module's cost (``CallStats``) plus what went in and came out."""
+
     node: str
     module: str
     input: dict[str, Any] = Field(default_factory=dict)
     output: dict[str, Any] = Field(default_factory=dict)
     latency_s: float = 0.0
-    llm_calls: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    generator_s: float = 0.0
-    retriever_s: float = 0.0
-    parse_retries: int = 0
-    cache_hit: bool = False
     route: str | None = None
 
 
@@ -57,9 +54,4 @@ def totals(events: Iterable[dict | TraceEvent]) -> TraceTotals:
 
 
 def write_trace(path: str | Path, events: Iterable[dict | TraceEvent]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        for raw in events:
-            data = raw.model_dump() if isinstance(raw, TraceEvent) else raw
-            handle.write(json.dumps(data, ensure_ascii=False) + "\n")
+    write_jsonl(path, events)

@@ -106,3 +106,21 @@ def test_registry_and_compute_metrics() -> None:
 def test_register_metric_rejects_a_taken_name() -> None:
     with pytest.raises(ValueError, match="already registered"):
         register_metric("em")(lambda record: 0.0)
+
+
+def test_grounding_metrics():
+    from compose.eval.metrics import compute_metrics
+
+    record = {"prediction": "Caskel", "citations": ["a", "b"], "gold_ids": ["a", "z"],
+              "cited_texts": ["Ilse Ranneth was born in the port town of Caskel."],
+              "abstained": False, "judge_grounded": False}
+    scores = compute_metrics(record, ["ungrounded", "ungrounded_judge", "citation_precision",
+                                      "abstained"])
+    assert scores == {"ungrounded": 0.0, "ungrounded_judge": 1.0, "citation_precision": 0.5,
+                      "abstained": 0.0}
+    uncited = {**record, "citations": [], "cited_texts": []}
+    assert compute_metrics(uncited, ["ungrounded", "citation_precision"]) == {
+        "ungrounded": 1.0, "citation_precision": None}
+    abstained = {**record, "prediction": "unknown", "abstained": True}
+    assert compute_metrics(abstained, ["ungrounded", "ungrounded_judge", "abstained"]) == {
+        "ungrounded": None, "ungrounded_judge": None, "abstained": 1.0}

@@ -147,3 +147,39 @@ def get_metric(name: str) -> MetricFn:
 def compute_metrics(record: dict, names: Iterable[str]) -> dict[str, float | None]:
     """Score one record with each named metric."""
     return {name: get_metric(name)(record) for name in names}
+
+
+@register_metric("ungrounded")
+def _ungrounded_metric(record: dict) -> float | None:
+    """1 when a (non-abstained) answer occurs in none of the passages it cites; no citation
+    counts as ungrounded. Needs ``cited_texts``."""
+    if record.get("abstained") or "cited_texts" not in record:
+        return None
+    prediction = normalize_answer(record["prediction"])
+    if not prediction:
+        return None
+    cited = (normalize_answer(text) for text in record["cited_texts"])
+    return 0.0 if any(prediction in text for text in cited) else 1.0
+
+
+@register_metric("ungrounded_judge")
+def _ungrounded_judge_metric(record: dict) -> float | None:
+    """The ``verify`` module's verdict on the final answer and its cited passages."""
+    verdict = record.get("judge_grounded")
+    if verdict is None or record.get("abstained"):
+        return None
+    return 0.0 if verdict else 1.0
+
+
+@register_metric("citation_precision")
+def _citation_precision_metric(record: dict) -> float | None:
+    cited = record.get("citations") or []
+    gold = set(record.get("gold_ids") or [])
+    if not cited or not gold:
+        return None
+    return sum(1 for c in cited if c in gold) / len(cited)
+
+
+@register_metric("abstained")
+def _abstained_metric(record: dict) -> float | None:
+    return float(bool(record["abstained"])) if "abstained" in record else None

@@ -22,7 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from compose.api import load_graph
 from compose.corpora.benchmarks import load_benchmark
 from compose.corpus import QAItem
-from compose.eval.metrics import compute_metrics
+from compose.eval.metrics import compute_metrics, normalize_answer
+from compose.modules.answer import UNKNOWN
 from compose.retrieval.store import ensure_index
 from compose.trace import totals
 
@@ -41,6 +42,7 @@ class EvalSettings(BaseModel):
     spec_sha: str
     model: str
     recall_k: int
+    judge: bool = False
 
 
 def retrieved_ids(trace: list[dict], k: int) -> list[str]:
@@ -52,6 +54,27 @@ def retrieved_ids(trace: list[dict], k: int) -> list[str]:
                 if passage["id"] not in ids:
                     ids.append(passage["id"])
     return ids
+
+
+def retrieved_passages(trace: list[dict]) -> dict[str, dict]:
+    """Every passage any retrieval call returned in the run, by id."""
+    return {p["id"]: p for event in trace if event.get("module") in RETRIEVAL_MODULES
+            for p in (event.get("output") or {}).get("passages", [])}
+
+
+def judge_grounding(graph, question: str, answer: str, passages: list[dict]) -> tuple[bool, int]:
+    """The verify module's verdict on a final answer; returns (grounded, LLM calls made)."""
+    from compose.modules.verify import Verify
+
+    ctx = graph.runtime.context()
+    verdict = Verify(mode="llm")({"question": question, "answer": answer,
+                                  "passages": passages}, ctx)
+    return verdict.grounded, ctx.stats.llm_calls
+
+
+def append_line(path: Path, data: dict) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(data, ensure_ascii=False) + "\n")
 
 
 def read_done(path: Path) -> list[dict]:
@@ -75,21 +98,30 @@ def read_done(path: Path) -> list[dict]:
     return records
 
 
-def evaluate_one(graph, item: QAItem, recall_k: int, metric_names: list[str]) -> dict[str, Any]:
+def evaluate_one(graph, item: QAItem, recall_k: int, metric_names: list[str],
+                 judge: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
     record: dict[str, Any] = {"id": item.id, "question": item.question, "answers": item.answers,
                               "gold_ids": item.gold_ids, "error": None}
     trace: list[dict] = []
+    state: dict[str, Any] = {}
     try:
         state = graph.invoke({"question": item.question})
         trace = state.get("trace", [])
-        record["prediction"] = str(state.get("answer") or "")
-        record["citations"] = state.get("citations") or []
     except Exception as exc:  # recorded, never dropped: the table counts errors
-        record["prediction"] = ""
-        record["citations"] = []
         record["error"] = f"{type(exc).__name__}: {exc}"
+    record["prediction"] = str(state.get("answer") or "")
+    record["citations"] = state.get("citations") or []
+    record["abstained"] = bool(state.get("abstained")) or normalize_answer(
+        record["prediction"]) in ("", UNKNOWN)
+    record["trace"] = trace
     record["retrieved_ids"] = retrieved_ids(trace, recall_k)
+    pool = retrieved_passages(trace)
+    cited = [pool[c] for c in record["citations"] if c in pool]
+    record["cited_texts"] = [f"{p['title']} {p['text']}" for p in cited]
+    if judge and not record["abstained"] and not record["error"]:
+        record["judge_grounded"], record["judge_llm_calls"] = judge_grounding(
+            graph, item.question, record["prediction"], cited)
     if "qa_pairs" in item.meta:
         record["qa_pairs"] = item.meta["qa_pairs"]
     spent = totals(trace)
@@ -120,6 +152,8 @@ def run_eval(
     index_root: str | Path | None = None,
     recall_k: int = 5,
     restart: bool = False,
+    judge: bool = False,
+    save_traces: bool = False,
     show_progress: bool = True,
 ) -> list[dict]:
     """Run (or resume) an evaluation; returns every record in the results file."""
@@ -133,9 +167,10 @@ def run_eval(
     settings = EvalSettings(
         graph=graph_name, dataset=dataset, limit=limit, overrides=overrides or [],
         spec_sha=hashlib.sha256(graph.spec.model_dump_json().encode()).hexdigest()[:16],
-        model=graph.spec.generator.model, recall_k=recall_k,
+        model=graph.spec.generator.model, recall_k=recall_k, judge=judge,
     )
     meta_path = out.with_suffix(".meta.json")
+    traces_path = out.with_suffix(".traces.jsonl")
     if restart:
         out.unlink(missing_ok=True)
     if out.exists() and meta_path.exists():
@@ -148,7 +183,10 @@ def run_eval(
     meta_path.write_text(settings.model_dump_json(indent=2))
     done = read_done(out)
     done_ids = {r["id"] for r in done}
-    metric_names = ["em", "f1", f"recall@{recall_k}"]
+    metric_names = ["em", "f1", f"recall@{recall_k}", "ungrounded", "citation_precision",
+                    "abstained"]
+    if judge:
+        metric_names.append("ungrounded_judge")
     if any("qa_pairs" in q.meta for q in questions):
         metric_names.append("str_em")
     todo = [q for q in questions if q.id not in done_ids]
@@ -160,7 +198,11 @@ def run_eval(
         task = progress.add_task(f"{graph_name} on {data.name}", total=len(questions),
                                  completed=len(questions) - len(todo))
         for item in todo:
-            record = evaluate_one(graph, item, recall_k, metric_names)
+            record = evaluate_one(graph, item, recall_k, metric_names, judge)
+            trace = record.pop("trace")
+            if save_traces:
+                append_line(traces_path, {"id": item.id, "question": item.question,
+                                          "trace": trace})
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             handle.flush()
             os.fsync(handle.fileno())

@@ -37,6 +37,26 @@ class Generation(BaseModel):
         return sum(self.token_logprobs) / len(self.token_logprobs)
 
 
+def generation_from_chat_response(
+    data: dict, *, latency_s: float, model: str, constrained: bool, logprobs: bool
+) -> Generation:
+    """Read an OpenAI-format chat completion (llama.cpp returns the same shape)."""
+    choice = data["choices"][0]
+    token_logprobs = None
+    if logprobs and choice.get("logprobs"):
+        token_logprobs = [entry["logprob"] for entry in choice["logprobs"].get("content") or []]
+    usage = data.get("usage") or {}
+    return Generation(
+        text=choice["message"].get("content") or "",
+        tokens_in=usage.get("prompt_tokens", 0),
+        tokens_out=usage.get("completion_tokens", 0),
+        latency_s=latency_s,
+        model=model,
+        token_logprobs=token_logprobs,
+        constrained=constrained,
+    )
+
+
 class GenerationError(RuntimeError):
     """A backend failed or returned something unusable."""
 

@@ -11,7 +11,12 @@ import threading
 import time
 
 from compose.config import GeneratorConfig
-from compose.generators.base import Generation, GenerationError, Message
+from compose.generators.base import (
+    Generation,
+    GenerationError,
+    Message,
+    generation_from_chat_response,
+)
 from compose.generators.models import resolve_gguf
 
 
@@ -72,20 +77,10 @@ class LlamaCppGenerator:
                 response = self.llama.create_chat_completion(**kwargs)
             except ValueError as exc:  # prompt longer than the context window, for one
                 raise GenerationError(f"llama.cpp: {exc}") from exc
-        latency = time.perf_counter() - started
-        choice = response["choices"][0]
-        token_logprobs = None
-        if logprobs and choice.get("logprobs"):
-            token_logprobs = [
-                entry["logprob"] for entry in choice["logprobs"].get("content") or []
-            ]
-        usage = response.get("usage") or {}
-        return Generation(
-            text=choice["message"].get("content") or "",
-            tokens_in=usage.get("prompt_tokens", 0),
-            tokens_out=usage.get("completion_tokens", 0),
-            latency_s=latency,
+        return generation_from_chat_response(
+            response,
+            latency_s=time.perf_counter() - started,
             model=self.model_id,
-            token_logprobs=token_logprobs,
             constrained=json_schema is not None,
+            logprobs=logprobs,
         )

@@ -12,7 +12,12 @@ import time
 import httpx
 
 from compose.config import GeneratorConfig
-from compose.generators.base import Generation, GenerationError, Message
+from compose.generators.base import (
+    Generation,
+    GenerationError,
+    Message,
+    generation_from_chat_response,
+)
 
 
 class OpenAICompatGenerator:
@@ -92,18 +97,10 @@ class OpenAICompatGenerator:
             ) from exc
         except httpx.HTTPError as exc:
             raise GenerationError(f"{self.base_url}: {exc}") from exc
-        latency = time.perf_counter() - started
-        choice = data["choices"][0]
-        token_logprobs = None
-        if logprobs and choice.get("logprobs"):
-            token_logprobs = [e["logprob"] for e in choice["logprobs"].get("content") or []]
-        usage = data.get("usage") or {}
-        return Generation(
-            text=choice["message"].get("content") or "",
-            tokens_in=usage.get("prompt_tokens", 0),
-            tokens_out=usage.get("completion_tokens", 0),
-            latency_s=latency,
+        return generation_from_chat_response(
+            data,
+            latency_s=time.perf_counter() - started,
             model=self.model_id,
-            token_logprobs=token_logprobs,
             constrained=json_schema is not None,
+            logprobs=logprobs,
         )

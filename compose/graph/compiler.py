@@ -63,6 +63,8 @@ def choose_branch(name: str, edge: EdgeSpec, state: dict[str, Any]) -> tuple[str
             continue
         if branch.budget is not None:
             key = f"{name}->{branch.to}#{index}"
+            if branch.budget_per is not None:
+                key += f"@{state.get(branch.budget_per)}"
             used = loops.get(key, 0)
             if used >= branch.budget:
                 continue
@@ -115,8 +117,13 @@ def _jsonable(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def recursion_limit(spec: GraphSpec) -> int:
-    budgets = sum(b.budget or 0 for e in spec.edges for b in e.branches or [])
-    return len(spec.nodes) * (1 + budgets) + 10
+    """LangGraph's step cap, set above what the budgets allow: the product over budgeted
+    branches bounds nested loops too. It is a safety net; budgets end loops first."""
+    bound = 1
+    for edge in spec.edges:
+        for branch in edge.branches or []:
+            bound *= 1 + (branch.budget or 0)
+    return min(len(spec.nodes) * bound, 100_000) + 10
 
 
 def compile_spec(spec: GraphSpec, runtime: Runtime, checkpointer=None):

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compose.graph.spec import END, GraphSpec
+from compose.graph.spec import END, Branch, GraphSpec
+
+
+def branch_label(branch: Branch) -> str:
+    """``grounded equals False; max 2x per sub_question`` - or ``else`` for the default."""
+    label = []
+    if branch.when is not None:
+        cond = branch.when.model_dump(exclude_unset=True)
+        field = cond.pop("field")
+        label.append(" ".join(f"{field} {op} {value}" for op, value in cond.items()))
+    if branch.budget is not None:
+        per = f" per {branch.budget_per}" if branch.budget_per else ""
+        label.append(f"max {branch.budget}x{per}")
+    return "; ".join(label) or "else"
 
 
 def mermaid(spec: GraphSpec) -> str:
@@ -19,15 +32,8 @@ def mermaid(spec: GraphSpec) -> str:
             lines.append(f"    {edge.source} --> {ref.get(edge.to, edge.to)}")
             continue
         for branch in edge.branches or []:
-            label = []
-            if branch.when is not None:
-                cond = branch.when.model_dump(exclude_unset=True)
-                field = cond.pop("field")
-                label.append(" ".join(f"{field} {op} {value}" for op, value in cond.items()))
-            if branch.budget:
-                label.append(f"max {branch.budget}x")
-            text = "; ".join(label) or "else"
-            lines.append(f'    {edge.source} -- "{text}" --> {ref.get(branch.to, branch.to)}')
+            lines.append(f'    {edge.source} -- "{branch_label(branch)}" --> '
+                         f'{ref.get(branch.to, branch.to)}')
     return "\n".join(lines)
 
 
@@ -42,10 +48,9 @@ def write_png(spec: GraphSpec, path: str | Path) -> None:
         dot.node(name, f"{name}\n({node.module})", shape="box")
     dot.edge("START", spec.entry)
     for edge in spec.edges:
-        for branch_to, label in (
-            [(edge.to, "")] if edge.to else
-            [(b.to, f"budget {b.budget}" if b.budget else "") for b in edge.branches or []]
-        ):
-            dot.edge(edge.source, branch_to, label=label)
+        if edge.to is not None:
+            dot.edge(edge.source, edge.to)
+        for branch in edge.branches or []:
+            dot.edge(edge.source, branch.to, label=branch_label(branch))
     path = Path(path)
     path.write_bytes(dot.pipe(format="png"))

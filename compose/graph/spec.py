@@ -63,7 +63,12 @@ class Branch(StrictModel):
 
     to: str
     when: Condition | None = None
-    budget: int | None = Field(default=None, ge=1)
+    budget: int | None = Field(default=None, ge=0)
+    budget_per: str | None = Field(
+        default=None,
+        description="A state field; the budget is counted separately for each of its values "
+        "(for example a per-hop retry budget with budget_per: hop_index).",
+    )
 
 
 class EdgeSpec(StrictModel):

@@ -215,16 +215,19 @@ def _dataflow_checks(spec: GraphSpec, modules: dict[str, type], graph: dict[str,
                            "no node and no graph input writes")
             issues.append(SpecIssue(path=where, message=message))
     for i, edge in enumerate(spec.edges):
+        visible = inputs.union(writes.get(edge.source, set()), *(
+            writes.get(a, set()) for a in before.get(edge.source, set())))
         for j, branch in enumerate(edge.branches or []):
-            if branch.when is None:
-                continue
-            visible = inputs.union(writes.get(edge.source, set()), *(
-                writes.get(a, set()) for a in before.get(edge.source, set())))
-            if branch.when.field not in visible:
+            if branch.when is not None and branch.when.field not in visible:
                 issues.append(SpecIssue(
                     path=("edges", i, "branches", j, "when", "field"),
                     message=f"condition on state field {branch.when.field!r}, which is not "
                     "written before this edge"))
+            if branch.budget_per is not None and branch.budget_per not in visible:
+                issues.append(SpecIssue(
+                    path=("edges", i, "branches", j, "budget_per"),
+                    message=f"budget_per names state field {branch.budget_per!r}, which is "
+                    "not written before this edge"))
     for k, field in enumerate(spec.outputs):
         if field not in all_written:
             issues.append(SpecIssue(path=("outputs", k),

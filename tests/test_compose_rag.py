@@ -1,0 +1,265 @@
+"""ComposeRAG modules and graph: control flow with a scripted generator (placeholder filling,
+retry budgets, re-planning, abstention), over the real demo index."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from compose.api import load_graph
+from compose.modules.construct import ConstructQuestion
+from compose.modules.decompose import Decompose, clean_plan
+from compose.modules.hops import Hop
+from compose.modules.retrieval_decision import RetrievalDecision
+from compose.modules.rewrite import RewriteQuery
+from compose.modules.synthesize import Synthesize
+from compose.modules.verify import Verify
+from tests.conftest import scripted_runtime
+
+ROLE_MARKERS = {
+    "decompose": "split a question",
+    "construct": "Rewrite the question so",
+    "decide": "Decide if a search",
+    "rewrite": "keyword search queries",
+    "answer": "You answer questions with a short phrase",
+    "verify": "You check answers",
+    "synthesize": "facts that were already found",
+}
+
+
+def role_of(messages) -> str:
+    system = messages[0].content
+    return next(role for role, marker in ROLE_MARKERS.items() if marker in system)
+
+
+class Script:
+    """Replies per module role; each role's list is consumed in order, the last repeats."""
+
+    def __init__(self, **replies):
+        self.replies = {role: list(r) if isinstance(r, list) else [r]
+                        for role, r in replies.items()}
+        self.seen: list[tuple[str, str]] = []
+
+    def __call__(self, messages):
+        role = role_of(messages)
+        self.seen.append((role, messages[-1].content))
+        queue = self.replies[role]
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    def count(self, role: str) -> int:
+        return sum(1 for r, _ in self.seen if r == role)
+
+
+def ctx_for(script):
+    return scripted_runtime(script).context()
+
+
+def test_clean_plan_drops_forward_references_duplicates_and_caps():
+    plan = clean_plan(["Who built X?", "Who built X?", "Where was #2 born?", "When was #1 born?",
+                       "  ", "Extra?"], "Q?", limit=2, offset=0)
+    assert plan == ["Who built X?", "When was #1 born?"]
+    assert clean_plan([], "Q?", limit=3, offset=0) == ["Q?"]
+
+
+def test_decompose_disabled_makes_no_call():
+    script = Script()
+    ctx = ctx_for(script)
+    out = Decompose(enabled=False)({"question": "Q?"}, ctx)
+    assert out.sub_questions == ["Q?"] and ctx.stats.llm_calls == 0
+
+
+def test_decompose_replans_only_the_remaining_hops():
+    script = Script(decompose={"sub_questions": ["Where was #1 born?"]})
+    ctx = ctx_for(script)
+    out = Decompose()({"question": "Where was the X designer born?",
+                       "answered": [{"question": "Who designed X?", "answer": "Ilse"}]}, ctx)
+    assert out.sub_questions == ["Who designed X?", "Where was #1 born?"]
+    assert "Already answered" in script.seen[0][1] and "-> Ilse" in script.seen[0][1]
+
+
+def test_construct_fills_placeholders_without_llm():
+    ctx = ctx_for(Script())
+    out = ConstructQuestion()({"sub_question": "Where was #1 born, and #3?",
+                               "previous": [{"question": "Who?", "answer": "Ilse Ranneth"}]},
+                              ctx)
+    assert out.question == "Where was Ilse Ranneth born, and #3?"
+    assert out.unresolved == [3] and ctx.stats.llm_calls == 0
+
+
+def test_construct_with_llm_rewrites_filled_question():
+    script = Script(construct={"question": "Where was Ilse Ranneth born?"})
+    out = ConstructQuestion(use_llm=True)(
+        {"sub_question": "Where was she born?",
+         "previous": [{"question": "Who designed it?", "answer": "Ilse Ranneth"}]},
+        ctx_for(script))
+    assert out.question == "Where was Ilse Ranneth born?"
+    assert "Who designed it? Ilse Ranneth" in script.seen[0][1]
+
+
+def test_retrieval_decision_ablation_and_llm_path():
+    ctx = ctx_for(Script())
+    assert RetrievalDecision(always_retrieve=True)({"question": "Q?"}, ctx).retrieve
+    assert ctx.stats.llm_calls == 0
+    script = Script(decide={"reason": "known fact", "retrieve": False})
+    out = RetrievalDecision()({"question": "Q?", "evidence": [
+        {"question": "Who?", "answer": "Ilse"}]}, ctx_for(script))
+    assert out.retrieve is False and "- Who? Ilse" in script.seen[0][1]
+
+
+def test_rewrite_first_query_is_the_question_and_retry_uses_the_reason():
+    script = Script(rewrite={"query": "Ranneth birthplace"})
+    ctx = ctx_for(script)
+    first = RewriteQuery()({"question": "Where was Ilse Ranneth born?"}, ctx)
+    assert first.query == "Where was Ilse Ranneth born?" and ctx.stats.llm_calls == 0
+    retry = RewriteQuery()({"question": "Where was Ilse Ranneth born?",
+                            "failed_query": first.query, "failure_reason": "no birthplace",
+                            "queries": first.queries}, ctx)
+    assert retry.query == "Ranneth birthplace"
+    assert retry.queries == [first.query, "Ranneth birthplace"]
+    assert "did not work: no birthplace" in script.seen[0][1]
+
+
+def test_rewrite_never_repeats_a_query():
+    script = Script(rewrite={"query": "same"})
+    out = RewriteQuery()({"question": "Q?", "failed_query": "same", "queries": ["same"]},
+                         ctx_for(script))
+    assert out.query != "same"
+
+
+def test_verify_modes():
+    ctx = ctx_for(Script())
+    passages = [{"id": "p", "title": "Ilse Ranneth", "text": "born in the port town of Caskel"}]
+    assert not Verify()({"question": "Q", "answer": "unknown", "passages": passages}, ctx).grounded
+    assert Verify(mode="disabled")({"question": "Q", "answer": "unknown"}, ctx).grounded
+    assert Verify(mode="containment")({"question": "Q", "answer": "caskel.",
+                                       "passages": passages}, ctx).grounded
+    assert not Verify(mode="containment")({"question": "Q", "answer": "Tarrow",
+                                           "passages": passages}, ctx).grounded
+    assert ctx.stats.llm_calls == 0
+    script = Script(verify={"reason": "passage says Caskel", "grounded": True})
+    assert Verify()({"question": "Q", "answer": "Caskel", "passages": passages},
+                    ctx_for(script)).grounded
+
+
+def hop(answer: str, grounded: bool, cite: str = "p1") -> Hop:
+    return Hop(sub_question="s", question="q", answer=answer, grounded=grounded,
+               citations=[cite])
+
+
+def test_synthesize_policies():
+    ctx = ctx_for(Script(synthesize={"answer": "Caskel"}))
+    single = Synthesize()({"question": "Q", "hops": [hop("Caskel", True)]}, ctx)
+    assert single.answer == "Caskel" and ctx.stats.llm_calls == 0
+    two = Synthesize()({"question": "Q", "hops": [hop("Ilse", False), hop("Caskel", True,
+                                                                         "p2")]}, ctx)
+    assert two.answer == "Caskel" and not two.abstained and two.ungrounded_hops == [1]
+    assert two.citations == ["p2"]
+    strict = Synthesize(policy="abstain_if_any_ungrounded")(
+        {"question": "Q", "hops": [hop("Ilse", False), hop("Caskel", True)]}, ctx)
+    assert strict.abstained and strict.answer == "unknown"
+    final = Synthesize()({"question": "Q", "hops": [hop("Ilse", True), hop("?", False)]}, ctx)
+    assert final.abstained
+
+
+def test_two_hop_chain_fills_placeholder_from_first_answer(demo_index):
+    script = Script(
+        decompose={"sub_questions": ["Who designed the Velmora Bridge?", "Where was #1 born?"]},
+        decide={"reason": "need facts", "retrieve": True},
+        answer=[{"answer": "Ilse Ranneth", "citations": [1]},
+                {"answer": "Caskel", "citations": [1]}],
+        verify={"reason": "stated", "grounded": True},
+        synthesize={"answer": "Caskel"},
+    )
+    runtime = scripted_runtime(script, demo_index)
+    state = load_graph("compose_rag", runtime=runtime).invoke(
+        question="In which town was the designer of the Velmora Bridge born?")
+    assert [h["question"] for h in state["hops"]] == [
+        "Who designed the Velmora Bridge?", "Where was Ilse Ranneth born?"]
+    assert state["answer"] == "Caskel" and not state["abstained"]
+    assert state["citations"] and all(c.startswith("demo-") for c in state["citations"])
+    retrieves = [e for e in state["trace"] if e["node"] == "retrieve"]
+    assert retrieves[1]["input"]["query"] == "Where was Ilse Ranneth born?"
+    assert Counter(role for role, _ in script.seen) == Counter(
+        decompose=1, decide=2, answer=2, verify=2, synthesize=1)
+
+
+def test_always_failing_verifier_terminates_within_budget(demo_index):
+    script = Script(
+        decompose={"sub_questions": ["Who designed the Velmora Bridge?"]},
+        decide={"reason": "need facts", "retrieve": True},
+        rewrite={"query": "Velmora designer"},
+        answer={"answer": "Ilse Ranneth", "citations": [1]},
+        verify={"reason": "not supported", "grounded": False},
+    )
+    runtime = scripted_runtime(script, demo_index)
+    state = load_graph("compose_rag", runtime=runtime).invoke(question="Who designed it?")
+    # hop 1: first try + 2 retries, re-plan once (same sub-question, budget already spent per
+    # sub-question), then the hop is recorded ungrounded and synthesis abstains.
+    assert script.count("verify") == 4
+    assert script.count("decompose") == 2
+    assert len(state["hops"]) == 1 and state["hops"][0]["grounded"] is False
+    assert state["abstained"] and state["answer"] == "unknown"
+    assert state["ungrounded_hops"] == [1]
+    queries = state["hops"][0]["queries"]
+    assert len(queries) == len(set(queries))
+
+
+def test_verification_off_ablation_makes_no_retries(demo_index):
+    script = Script(
+        decompose={"sub_questions": ["Who designed the Velmora Bridge?"]},
+        decide={"reason": "need facts", "retrieve": True},
+        answer={"answer": "Ilse Ranneth", "citations": [1]},
+    )
+    runtime = scripted_runtime(script, demo_index)
+    graph = load_graph("compose_rag", runtime=runtime,
+                       overrides=["nodes.verify.params.mode=disabled"])
+    state = graph.invoke(question="Who designed the Velmora Bridge?")
+    assert state["answer"] == "Ilse Ranneth" and "verify" not in {r for r, _ in script.seen}
+
+
+def test_iterative_baseline_accumulates_evidence_and_stops_at_budget(demo_index):
+    script = Script(
+        answer=[{"answer": "unknown", "citations": []}] * 2 + [
+            {"answer": "Caskel", "citations": [7]}],
+        rewrite=[{"query": "Ilse Ranneth birthplace"}, {"query": "Ranneth born port town"}],
+    )
+    runtime = scripted_runtime(script, demo_index)
+    state = load_graph("iterative_rag", runtime=runtime).invoke(
+        question="In which town was the designer of the Velmora Bridge born?")
+    assert script.count("answer") == 3 and script.count("rewrite") == 2
+    assert len(state["passages"]) == 15
+    assert state["answer"] == "Caskel"
+    assert state["citations"] == [state["passages"][6]["id"]]
+
+
+def test_iterative_baseline_gives_up_after_two_extra_rounds(demo_index):
+    script = Script(answer={"answer": "unknown", "citations": []},
+                    rewrite=[{"query": f"query {i}"} for i in range(5)])
+    runtime = scripted_runtime(script, demo_index)
+    state = load_graph("iterative_rag", runtime=runtime).invoke(question="Unanswerable?")
+    assert script.count("answer") == 3 and state["answer"] == "unknown"
+
+
+def test_trace_tree_shows_hops_retries_and_verdicts(demo_index, tmp_path):
+    from rich.console import Console
+
+    from compose.trace import write_trace
+    from compose.trace_view import read_trace, trace_tree
+
+    script = Script(
+        decompose={"sub_questions": ["Who designed the Velmora Bridge?"]},
+        decide={"reason": "need facts", "retrieve": True},
+        rewrite=[{"query": "Velmora designer"}, {"query": "bridge engineer Velmora"}],
+        answer={"answer": "Ilse Ranneth", "citations": [1]},
+        verify={"reason": "not supported", "grounded": False},
+    )
+    state = load_graph("compose_rag", runtime=scripted_runtime(script, demo_index)).invoke(
+        question="Who designed it?")
+    path = tmp_path / "trace.jsonl"
+    write_trace(path, state["trace"])
+    console = Console(record=True, width=200)
+    console.print(trace_tree(*reversed(read_trace(path))))
+    text = console.export_text()
+    assert "hop 1: Who designed the Velmora Bridge?" in text
+    assert "retry 1" in text and "retry 2" in text
+    assert "query: Velmora designer" in text and "not grounded: not supported" in text
+    assert "abstained" in text
