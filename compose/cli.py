@@ -300,7 +300,8 @@ def evaluate(
     except (GraphValidationError, YamlSyntaxError, FileNotFoundError, ValueError,
             ResumeMismatchError) as exc:
         fail(str(exc))
-    out.print(summary_table(f"{graph} on {dataset_name} ({out_file})", summarize(records)))
+    out.print(summary_table(f"{graph} on {dataset_name}", summarize(records)))
+    out.print(f"[dim]per-question results: {out_file}[/]")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ Usage::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from abc import ABC, abstractmethod
@@ -190,7 +191,10 @@ class LLMModule(Module):
     max_tokens: ClassVar[int] = 128
 
     def cache_identity(self, ctx: ModuleContext) -> str:
-        return f"prompt={self.prompt.version}|model={ctx.generator.model_id}"
+        """Prompt version, output schema and model: changing any of them misses the cache."""
+        schema = json.dumps((self.LLMOutput or self.Output).model_json_schema(), sort_keys=True)
+        digest = hashlib.sha256(schema.encode()).hexdigest()[:12]
+        return f"prompt={self.prompt.version}|schema={digest}|model={ctx.generator.model_id}"
 
     @abstractmethod
     def prompt_fields(self, inp: BaseModel) -> dict[str, Any]:

@@ -34,7 +34,7 @@ class DecisionParams(BaseModel):
 
 
 class EmittedDecision(BaseModel):
-    reason: str = Field(max_length=200)
+    reason: str = Field(max_length=120)
     retrieve: bool
 
 

@@ -41,7 +41,7 @@ class VerifyParams(BaseModel):
 
 
 class EmittedVerdict(BaseModel):
-    reason: str = Field(max_length=200)
+    reason: str = Field(max_length=120)
     grounded: bool
 
 

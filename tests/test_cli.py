@@ -65,7 +65,7 @@ def test_index_build_and_info(tmp_path):
     corpus.write_text("".join(json.dumps({"id": f"p{i}", "title": "T", "text": f"boat {i}"})
                               + "\n" for i in range(4)))
     result = invoke("index", "build", str(corpus), str(tmp_path / "idx"), "--type", "hnsw")
-    assert result.exit_code == 0 and "4 passages, hnsw" in result.output
+    assert result.exit_code == 0 and "4 passages, hnsw" in " ".join(result.output.split())
     info = json.loads(invoke("index", "info", str(tmp_path / "idx")).output)
     assert info["count"] == 4 and info["index_type"] == "hnsw"
 

@@ -116,7 +116,9 @@ def recall_at(k: int) -> MetricFn:
     if name not in METRICS:
 
         def metric(record: dict) -> float | None:
-            return recall_at_k(record.get("retrieved_ids") or [], record.get("gold_ids") or [], k)
+            if record.get("retrieved_ids") is None:  # the graph never retrieved
+                return None
+            return recall_at_k(record["retrieved_ids"], record.get("gold_ids") or [], k)
 
         metric.__name__ = f"recall_at_{k}"
         register_metric(name)(metric)

@@ -45,14 +45,17 @@ class EvalSettings(BaseModel):
     judge: bool = False
 
 
-def retrieved_ids(trace: list[dict], k: int) -> list[str]:
-    """The first ``k`` passages of every retrieval call in the run, pooled in order."""
+def retrieved_ids(trace: list[dict], k: int) -> list[str] | None:
+    """The first ``k`` passages of every retrieval call in the run, pooled in order; None
+    when nothing was retrieved at all (recall is then not applicable)."""
+    calls = [e for e in trace if e.get("module") in RETRIEVAL_MODULES]
+    if not calls:
+        return None
     ids: list[str] = []
-    for event in trace:
-        if event.get("module") in RETRIEVAL_MODULES:
-            for passage in (event.get("output") or {}).get("passages", [])[:k]:
-                if passage["id"] not in ids:
-                    ids.append(passage["id"])
+    for event in calls:
+        for passage in (event.get("output") or {}).get("passages", [])[:k]:
+            if passage["id"] not in ids:
+                ids.append(passage["id"])
     return ids
 
 
@@ -209,6 +212,20 @@ def run_eval(
             done.append(record)
             progress.advance(task)
     wanted = {q.id for q in questions}
-    return [r for r in done if r["id"] in wanted]
+    corpus = {p.id: p for p in data.corpus}
+    return [rescore(r, corpus, metric_names) for r in done if r["id"] in wanted]
+
+
+def rescore(record: dict, corpus: dict, metric_names: list[str]) -> dict:
+    """Recompute metrics, so records written by an older version (without ``cited_texts``
+    or ``abstained``) are scored like new ones; the corpus supplies cited texts by id."""
+    record = dict(record)
+    if "cited_texts" not in record:
+        record["cited_texts"] = [f"{corpus[c].title} {corpus[c].text}"
+                                 for c in record.get("citations", []) if c in corpus]
+    if "abstained" not in record:
+        record["abstained"] = normalize_answer(record["prediction"]) in ("", UNKNOWN)
+    record["metrics"] = compute_metrics(record, metric_names)
+    return record
 
 
