@@ -77,7 +77,7 @@ def main() -> None:
     table.add_column("questions", justify="right")
     for cause, count in causes.most_common():
         table.add_row(cause, str(count))
-    Console().print(table)
+    Console(width=150).print(table)
 
 
 if __name__ == "__main__":

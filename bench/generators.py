@@ -126,7 +126,7 @@ def main() -> None:
                       f"{100 * prefill * flops_per_token / bound:.1f}%",
                       f"{decode * flops_per_token:.1f}",
                       f"{100 * decode * flops_per_token / bound:.1f}%")
-    Console().print(table)
+    Console(width=150).print(table)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def main() -> None:
         table.add_column(column, justify="right")
     table.add_row(f"{wall:.2f}", f"{inside:.2f}", f"{overhead:.3f}",
                   f"{100 * overhead / wall:.2f}%", f"{1000 * overhead / nodes:.2f}", str(nodes))
-    Console().print(table)
+    Console(width=150).print(table)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ class RetrieverConfig(StrictModel):
     mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
     k: int = Field(default=5, ge=1)
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
+    hnsw_ef_search: int = Field(
+        default=128, ge=1, description="HNSW search breadth: higher is slower and more exact.")
 
 
 class CacheConfig(StrictModel):

@@ -46,6 +46,10 @@ class CallStats(BaseModel):
         self.generator_s += generation.latency_s
 
 
+COST_FIELDS = ("llm_calls", "tokens_in", "tokens_out", "parse_retries")
+CACHE_FORMAT = 2  # bump when the stored value's shape changes
+
+
 class PromptTemplate(BaseModel):
     """A versioned prompt. Bump ``version`` whenever the text changes: it keys the cache."""
 
@@ -135,6 +139,7 @@ class Module(ABC):
     def cache_key(self, inp: BaseModel, ctx: ModuleContext) -> str:
         return json.dumps(
             [
+                CACHE_FORMAT,
                 self.name,
                 self.params.model_dump(mode="json"),
                 self.cache_identity(ctx),
@@ -157,11 +162,18 @@ class Module(ABC):
         if cache is not None:
             hit = cache.get(key)
             if hit is not None:
+                # Counters keep the original call's cost, so eval tables report what the
+                # method costs; time counters stay at what this call really spent.
+                for field in COST_FIELDS:
+                    setattr(ctx.stats, field, getattr(ctx.stats, field) + hit["stats"][field])
                 ctx.stats.cache_hit = True
-                return self.Output.model_validate(hit)
+                return self.Output.model_validate(hit["output"])
+        before = ctx.stats.model_copy()
         output = self.run(validated, ctx)
         if cache is not None:
-            cache.put(key, self.name, output.model_dump(mode="json"))
+            spent = {k: getattr(ctx.stats, k) - getattr(before, k) for k in COST_FIELDS}
+            cache.put(key, self.name, {"output": output.model_dump(mode="json"),
+                                       "stats": spent})
         return output
 
     @classmethod
@@ -191,10 +203,11 @@ class LLMModule(Module):
     max_tokens: ClassVar[int] = 128
 
     def cache_identity(self, ctx: ModuleContext) -> str:
-        """Prompt version, output schema and model: changing any of them misses the cache."""
+        """Prompt version, output schema, token budget and model: a change misses the cache."""
         schema = json.dumps((self.LLMOutput or self.Output).model_json_schema(), sort_keys=True)
         digest = hashlib.sha256(schema.encode()).hexdigest()[:12]
-        return f"prompt={self.prompt.version}|schema={digest}|model={ctx.generator.model_id}"
+        return (f"prompt={self.prompt.version}|schema={digest}|max_tokens={self.max_tokens}"
+                f"|model={ctx.generator.model_id}")
 
     @abstractmethod
     def prompt_fields(self, inp: BaseModel) -> dict[str, Any]:

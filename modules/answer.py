@@ -62,7 +62,7 @@ class Answer(LLMModule):
     Output = AnswerOutput
     Params = AnswerParams
     LLMOutput = EmittedAnswer
-    max_tokens = 64
+    max_tokens = 96
     prompt = PromptTemplate(
         version="answer-v1",
         system=(

@@ -123,7 +123,11 @@ def test_cache_makes_a_rerun_free(tmp_path, demo_index):
               "index_root": demo_index.parent, "show_progress": False}
     first = run_eval("naive_rag", "demo", out=tmp_path / "a.jsonl", **kwargs)
     second = run_eval("naive_rag", "demo", out=tmp_path / "b.jsonl", **kwargs)
-    assert sum(r["llm_calls"] for r in first) == 2
-    assert sum(r["llm_calls"] for r in second) == 0
     assert [r["prediction"] for r in first] == [r["prediction"] for r in second]
+    assert all(r["cache_hits"] == 0 for r in first)
     assert all(r["cache_hits"] == 2 for r in second)
+    # the cost columns report what the method costs; the time columns what was really spent
+    assert [r["llm_calls"] for r in second] == [r["llm_calls"] for r in first] == [1, 1]
+    assert [r["tokens_in"] for r in second] == [r["tokens_in"] for r in first]
+    assert all(r["generator_s"] == 0 for r in second)
+    assert sum(r["wall_s"] for r in second) < sum(r["wall_s"] for r in first)

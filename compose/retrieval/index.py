@@ -51,7 +51,6 @@ def make_faiss_index(dimension: int, index_type: IndexType, hnsw_m: int = 32):
         return faiss.IndexFlatIP(dimension)
     index = faiss.IndexHNSWFlat(dimension, hnsw_m, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = 80
-    index.hnsw.efSearch = 64
     return index
 
 

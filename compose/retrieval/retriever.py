@@ -82,6 +82,8 @@ def open_retriever(config: RetrieverConfig) -> Retriever:
         if key not in _OPEN:
             _OPEN[key] = Retriever(LoadedIndex(key))
         retriever = _OPEN[key]
+        if hasattr(retriever.index.dense, "hnsw"):
+            retriever.index.dense.hnsw.efSearch = config.hnsw_ef_search
     return Retriever(retriever.index, mode=config.mode, rrf_k=config.rrf_k)
 
 
