@@ -18,18 +18,24 @@ from compose.module import Module, ModuleContext
 from compose.registry import register
 
 
-class Hop(BaseModel):
-    """One answered (or failed) sub-question of a multi-hop chain."""
+class HopFields(BaseModel):
+    """What one hop produced, as the graph's state holds it."""
 
     sub_question: str
     question: str = Field(description="The self-contained question actually asked.")
     queries: list[str] = Field(default_factory=list)
-    passage_ids: list[str] = Field(default_factory=list)
     passages: list[Passage] = Field(default_factory=list)
     answer: str = ""
     citations: list[str] = Field(default_factory=list)
     grounded: bool = False
     reason: str = ""
+
+
+class Hop(HopFields):
+    """One answered (or failed) sub-question of a multi-hop chain. ``passages`` keeps only the
+    cited evidence (or the top two); ``passage_ids`` lists everything that was retrieved."""
+
+    passage_ids: list[str] = Field(default_factory=list)
 
 
 class NextHopInput(BaseModel):
@@ -65,16 +71,8 @@ class NextHop(Module):
         )
 
 
-class RecordHopInput(BaseModel):
+class RecordHopInput(HopFields):
     hops: list[Hop] = Field(default_factory=list)
-    sub_question: str
-    question: str
-    queries: list[str] = Field(default_factory=list)
-    passages: list[Passage] = Field(default_factory=list)
-    answer: str = ""
-    citations: list[str] = Field(default_factory=list)
-    grounded: bool = False
-    reason: str = ""
 
 
 class RecordHopOutput(BaseModel):
