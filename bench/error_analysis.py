@@ -6,6 +6,8 @@
 For each wrong answer (EM 0) the failure is attributed, in pipeline order, to the first stage
 that provably lost the answer, using the gold answers and gold passages:
 
+- decomposition: the sub-questions share under 30% of the question's content words (a
+  lexical heuristic for a plan that lost the question's entities);
 - retrieval: no gold passage was ever retrieved;
 - reading: a gold passage was retrieved but no hop's answer contains the gold answer;
 - verification: verify rejected a hop answer that contains the gold answer, or accepted one
@@ -31,8 +33,21 @@ def contains_gold(text: str, answers: list[str]) -> bool:
     return any(normalize_answer(a) and normalize_answer(a) in text for a in answers)
 
 
+STOPWORDS = frozenset(["what", "which", "who", "whom", "whose", "when", "where", "why", "how", "was", "were", "is", "are", "did", "does", "do", "for", "from", "with", "that", "this", "and", "the", "of", "in", "on", "at", "to", "by", "as"])
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in normalize_answer(text).split() if len(w) > 2 and w not in STOPWORDS}
+
+
 def attribute(record: dict, trace: list[dict]) -> str:
     answers, gold = record["answers"], set(record["gold_ids"])
+    plans = [e["output"]["sub_questions"] for e in trace if e["module"] == "decompose"]
+    if plans:
+        asked = content_words(record["question"])
+        planned = content_words(" ".join(plans[0]))
+        if asked and len(asked & planned) / len(asked) < 0.3:
+            return "decomposition"
     retrieved = {p["id"] for e in trace if e["module"] == "retrieve"
                  for p in e["output"]["passages"]}
     if gold and not retrieved & gold:
