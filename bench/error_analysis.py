@@ -33,7 +33,11 @@ def contains_gold(text: str, answers: list[str]) -> bool:
     return any(normalize_answer(a) and normalize_answer(a) in text for a in answers)
 
 
-STOPWORDS = frozenset(["what", "which", "who", "whom", "whose", "when", "where", "why", "how", "was", "were", "is", "are", "did", "does", "do", "for", "from", "with", "that", "this", "and", "the", "of", "in", "on", "at", "to", "by", "as"])
+STOPWORDS = frozenset({
+    "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "was", "were",
+    "is", "are", "did", "does", "do", "for", "from", "with", "that", "this", "and", "the",
+    "of", "in", "on", "at", "to", "by", "as",
+})
 
 
 def content_words(text: str) -> set[str]:
