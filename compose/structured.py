@@ -97,8 +97,12 @@ def generate_structured(
             on_generation(generation)
         attempts.append(generation.text)
         try:
-            parsed = output_model.model_validate_json(extract_json(generation.text))
-            return parsed, generation, attempt
+            # strict=False: grammars let raw control characters (a newline, a tab) into
+            # strings, which strict JSON rejects although the meaning is clear.
+            data = json.loads(extract_json(generation.text), strict=False)
+            return output_model.model_validate(data), generation, attempt
+        except json.JSONDecodeError as exc:
+            last_error = f"invalid JSON: {exc.msg} at character {exc.pos}"
         except ValidationError as exc:
             last_error = "; ".join(
                 f"{'.'.join(str(p) for p in err['loc']) or 'output'}: {err['msg']}"

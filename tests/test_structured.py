@@ -64,3 +64,16 @@ def test_constrained_backend_sends_the_schema_not_an_example():
     generate_structured(generator, ASK, Verdict, max_tokens=16, max_retries=0)
     assert seen["json_schema"]["required"] == ["grounded", "reason"]
     assert "JSON object" not in generator.calls[0][-1].content
+
+
+def test_raw_control_characters_inside_strings_are_accepted():
+    generator = ScriptedGenerator(['{"grounded": true, "reason": "line one\nline\ttwo"}'])
+    parsed, _, retries = generate_structured(generator, ASK, Verdict, max_tokens=32,
+                                             max_retries=0)
+    assert parsed.reason == "line one\nline\ttwo" and retries == 0
+
+
+def test_invalid_json_is_reported_with_position():
+    generator = ScriptedGenerator(['{"grounded": tru'])
+    with pytest.raises(StructuredOutputError, match="invalid JSON"):
+        generate_structured(generator, ASK, Verdict, max_tokens=32, max_retries=0)
