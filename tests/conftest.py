@@ -8,6 +8,7 @@ import pytest
 
 from compose.config import RetrieverConfig, RuntimeConfig
 from compose.corpora.demo import load_demo
+from compose.graph.spec import Branch, Condition, EdgeSpec, GraphSpec, NodeSpec
 from compose.retrieval.store import ensure_index
 from compose.runtime import Runtime
 from compose.testing import ScriptedGenerator
@@ -31,3 +32,24 @@ def real_runtime(demo_index) -> Runtime:
 def scripted_runtime(replies, index: Path | None = None, **kwargs) -> Runtime:
     config = RuntimeConfig(retriever=RetrieverConfig(index=str(index) if index else None))
     return Runtime(config, generator=ScriptedGenerator(replies, **kwargs))
+
+
+def retry_spec(budget: int) -> GraphSpec:
+    """retrieve -> answer, looping back while the answer is unknown, at most ``budget`` times."""
+    return GraphSpec(
+        name="retry_rag",
+        entry="retrieve",
+        outputs=["answer", "citations"],
+        nodes={
+            "retrieve": NodeSpec(module="retrieve", params={"k": 2}, inputs={"query": "question"}),
+            "answer": NodeSpec(module="answer"),
+        },
+        edges=[
+            EdgeSpec(source="retrieve", to="answer"),
+            EdgeSpec(source="answer", branches=[
+                Branch(to="retrieve", when=Condition(field="is_unknown", equals=True),
+                       budget=budget),
+                Branch(to="END"),
+            ]),
+        ],
+    )

@@ -9,28 +9,7 @@ import pytest
 
 from compose.api import load_graph
 from compose.graph.compiler import NodeError
-from compose.graph.spec import Branch, Condition, EdgeSpec, GraphSpec, NodeSpec
-from tests.conftest import scripted_runtime
-
-
-def retry_spec(budget: int) -> GraphSpec:
-    return GraphSpec(
-        name="retry_rag",
-        entry="retrieve",
-        outputs=["answer", "citations"],
-        nodes={
-            "retrieve": NodeSpec(module="retrieve", params={"k": 2}, inputs={"query": "question"}),
-            "answer": NodeSpec(module="answer"),
-        },
-        edges=[
-            EdgeSpec(source="retrieve", to="answer"),
-            EdgeSpec(source="answer", branches=[
-                Branch(to="retrieve", when=Condition(field="is_unknown", equals=True),
-                       budget=budget),
-                Branch(to="END"),
-            ]),
-        ],
-    )
+from tests.conftest import retry_spec, scripted_runtime
 
 
 def test_naive_rag_passes_retrieved_passages_to_answer(demo_index):

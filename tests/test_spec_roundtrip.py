@@ -10,6 +10,7 @@ from compose.graph.load import apply_overrides, load_spec, parse_override, shipp
 from compose.graph.spec import Branch, Condition, EdgeSpec, GraphSpec, NodeSpec
 from compose.graph.validate import GraphValidationError, validate_spec
 from compose.graph.yaml_source import parse_yaml
+from tests.conftest import retry_spec
 
 
 @pytest.mark.parametrize("name", shipped_graphs())
@@ -20,22 +21,7 @@ def test_shipped_graph_round_trips(name):
 
 
 def test_python_built_graph_dumps_to_yaml_and_loads_back_equal():
-    spec = GraphSpec(
-        name="retry_rag",
-        entry="retrieve",
-        outputs=["answer"],
-        nodes={
-            "retrieve": NodeSpec(module="retrieve", params={"k": 3}, inputs={"query": "question"}),
-            "answer": NodeSpec(module="answer"),
-        },
-        edges=[
-            EdgeSpec(source="retrieve", to="answer"),
-            EdgeSpec(source="answer", branches=[
-                Branch(to="retrieve", when=Condition(field="is_unknown", equals=True), budget=2),
-                Branch(to="END"),
-            ]),
-        ],
-    )
+    spec = retry_spec(budget=2)
     assert validate_spec(spec) == []
     text = spec.to_yaml()
     assert "from: answer" in text and "budget: 2" in text
