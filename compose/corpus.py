@@ -46,6 +46,10 @@ class BenchmarkData(BaseModel):
     name: str
     corpus: list[Passage]
     questions: list[QAItem]
+    metrics: list[str] = Field(
+        default_factory=list,
+        description="Metric names this benchmark adds to the default ones (e.g. accuracy).",
+    )
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict]:

@@ -17,8 +17,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
 MetricFn = Callable[[dict], float | None]
+AggregateFn = Callable[[list[dict]], float | None]
 
 METRICS: dict[str, MetricFn] = {}
+AGGREGATES: dict[str, tuple[str, AggregateFn]] = {}
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
@@ -34,6 +36,20 @@ def register_metric(name: str) -> Callable[[MetricFn], MetricFn]:
         if existing is not None and existing is not fn:
             raise ValueError(f"metric name {name!r} is already registered")
         METRICS[name] = fn
+        return fn
+
+    return decorator
+
+
+def register_aggregate(name: str, needs: str) -> Callable[[AggregateFn], AggregateFn]:
+    """Decorator: add a metric over a whole run (e.g. macro-F1), which no per-question
+    average can express. It is reported for runs whose records carry the record-level
+    metric ``needs``, so a benchmark opts in by declaring that metric."""
+
+    def decorator(fn: AggregateFn) -> AggregateFn:
+        if name in METRICS or (name in AGGREGATES and AGGREGATES[name][1] is not fn):
+            raise ValueError(f"metric name {name!r} is already registered")
+        AGGREGATES[name] = (needs, fn)
         return fn
 
     return decorator

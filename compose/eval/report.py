@@ -7,6 +7,8 @@ from statistics import mean
 from pydantic import BaseModel, Field
 from rich.table import Table
 
+from compose.eval.metrics import AGGREGATES
+
 
 class EvalSummary(BaseModel):
     questions: int
@@ -31,6 +33,9 @@ def summarize(records: list[dict]) -> EvalSummary:
                      if r["metrics"].get(name) is not None])
         for name in names
     }
+    for name, (needs, aggregate) in sorted(AGGREGATES.items()):
+        if needs in names:
+            metrics[name] = aggregate(records)
     node_time: dict[str, float] = {}
     for record in records:
         for node, seconds in record.get("node_latency_s", {}).items():

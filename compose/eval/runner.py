@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from compose.api import load_graph
@@ -75,6 +76,14 @@ def judge_grounding(graph, question: str, answer: str, passages: list[dict]) -> 
     return verdict.grounded, ctx.stats.llm_calls
 
 
+def graph_outputs(graph, state: dict) -> dict[str, Any]:
+    """The graph's declared outputs besides the answer and citations, as plain JSON, so
+    graph-specific metrics (interpretations, tool calls) can score them later."""
+    skip = {"answer", "citations"}
+    return to_jsonable_python({name: state.get(name) for name in graph.spec.outputs
+                               if name not in skip and name in state}, fallback=str)
+
+
 def append_line(path: Path, data: dict) -> None:
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(data, ensure_ascii=False) + "\n")
@@ -114,6 +123,7 @@ def evaluate_one(graph, item: QAItem, recall_k: int, metric_names: list[str],
     except Exception as exc:  # recorded, never dropped: the table counts errors
         record["error"] = f"{type(exc).__name__}: {exc}"
     record["prediction"] = str(state.get("answer") or "")
+    record["outputs"] = graph_outputs(graph, state)
     record["citations"] = state.get("citations") or []
     record["abstained"] = bool(state.get("abstained")) or normalize_answer(
         record["prediction"]) in ("", UNKNOWN)
@@ -192,6 +202,7 @@ def run_eval(
         metric_names.append("ungrounded_judge")
     if any("qa_pairs" in q.meta for q in questions):
         metric_names.append("str_em")
+    metric_names += [name for name in data.metrics if name not in metric_names]
     todo = [q for q in questions if q.id not in done_ids]
     columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
