@@ -20,10 +20,19 @@ from compose.runtime import Runtime
 
 
 class ComposeGraph:
-    def __init__(self, spec: GraphSpec, runtime: Runtime, checkpointer=None) -> None:
+    def __init__(self, spec: GraphSpec, runtime: Runtime, checkpointer=None,
+                 interrupt_before: list[str] | None = None) -> None:
+        unknown = sorted(set(interrupt_before or []) - set(spec.nodes))
+        if unknown:
+            raise ValueError(f"graph {spec.name!r} has no node(s) {', '.join(unknown)} to "
+                             f"pause before (nodes: {', '.join(spec.nodes)})")
+        if interrupt_before and checkpointer is None:
+            raise ValueError("pausing before a node needs a checkpointer to resume from")
         self.spec = spec
         self.runtime = runtime
-        self.graph = compile_spec(spec, runtime, checkpointer=checkpointer)
+        self.checkpointer = checkpointer
+        self.graph = compile_spec(spec, runtime, checkpointer=checkpointer,
+                                  interrupt_before=interrupt_before)
 
     def _initial_state(self, inputs: dict[str, Any] | None, fields: dict[str, Any]):
         state = {**(inputs or {}), **fields}
@@ -38,15 +47,34 @@ class ComposeGraph:
             )
         return {**state, "trace": [], "_loops": {}, "_route": {}}
 
-    def _config(self, config: dict | None) -> dict:
+    def _config(self, config: dict | None, thread_id: str | None = None) -> dict:
         merged = {"recursion_limit": recursion_limit(self.spec)}
         merged.update(config or {})
+        if thread_id is not None:
+            if self.checkpointer is None:
+                raise ValueError("a thread id needs a checkpointer (load_graph(checkpointer=))")
+            merged["configurable"] = {**merged.get("configurable", {}), "thread_id": thread_id}
         return merged
 
     def invoke(self, inputs: dict[str, Any] | None = None, config: dict | None = None,
-               **fields: Any) -> dict[str, Any]:
-        """Run to the end; returns the final state (outputs plus ``trace``)."""
-        return self.graph.invoke(self._initial_state(inputs, fields), self._config(config))
+               thread_id: str | None = None, **fields: Any) -> dict[str, Any]:
+        """Run to the end (or to a pause); returns the state (outputs plus ``trace``).
+
+        With a checkpointer, ``thread_id`` names the run so :meth:`resume` can continue it."""
+        return self.graph.invoke(self._initial_state(inputs, fields),
+                                 self._config(config, thread_id))
+
+    def resume(self, thread_id: str, config: dict | None = None) -> dict[str, Any]:
+        """Continue a checkpointed run from its last saved step, without repeating the nodes
+        that finished (after a failure, or past a pause for approval)."""
+        if not self.checkpoint(thread_id).values:
+            raise ValueError(f"no saved run with thread id {thread_id!r}")
+        return self.graph.invoke(None, self._config(config, thread_id))
+
+    def checkpoint(self, thread_id: str):
+        """The saved state of a thread: ``.values`` (the state), ``.next`` (nodes still to
+        run; empty when the run finished)."""
+        return self.graph.get_state(self._config(None, thread_id))
 
     async def ainvoke(self, inputs: dict[str, Any] | None = None, config: dict | None = None,
                       **fields: Any) -> dict[str, Any]:
@@ -93,8 +121,12 @@ def load_graph(
     cache: bool | None = None,
     cache_path: str | None = None,
     checkpointer=None,
+    interrupt_before: list[str] | None = None,
 ) -> ComposeGraph:
-    """Load a shipped graph by name, a YAML file, or a spec built in Python."""
+    """Load a shipped graph by name, a YAML file, or a spec built in Python.
+
+    ``checkpointer`` (e.g. :func:`compose.durable.sqlite_checkpointer`) makes runs durable;
+    ``interrupt_before`` pauses a run before those nodes until it is resumed (approval)."""
     if isinstance(graph, GraphSpec):
         spec = graph
         issues = validate_spec(spec)
@@ -105,4 +137,5 @@ def load_graph(
     runtime = runtime or Runtime(
         runtime_config(spec, index=index, cache=cache, cache_path=cache_path)
     )
-    return ComposeGraph(spec, runtime, checkpointer=checkpointer)
+    return ComposeGraph(spec, runtime, checkpointer=checkpointer,
+                        interrupt_before=interrupt_before)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -43,7 +44,9 @@ def graph_retrieves(spec) -> bool:
     return any(node.module == "retrieve" for node in spec.nodes.values())
 
 
-def open_graph(graph: str, index: Path | None, overrides: list[str] | None, cache: bool | None):
+def open_graph(graph: str, index: Path | None, overrides: list[str] | None, cache: bool | None,
+               **durability: Any):
+    """Load a graph for a command; ``durability``: ``checkpointer``, ``interrupt_before``."""
     from compose.api import load_graph
     from compose.graph.load import load_spec
 
@@ -54,29 +57,90 @@ def open_graph(graph: str, index: Path | None, overrides: list[str] | None, cach
     if index is None and graph_retrieves(spec) and not spec.retriever.index:
         err.print("[dim]no --index given: using the demo corpus index[/]")
         index = demo_index()
-    return load_graph(spec, index=index, cache=cache)
+    try:
+        return load_graph(spec, index=index, cache=cache, **durability)
+    except ValueError as exc:
+        fail(str(exc))
 
 
 @app.command()
 def run(
     graph: Annotated[str, typer.Argument(help="Shipped graph name or YAML path.")],
-    question: Annotated[str, typer.Option("-q", "--question", help="The question to answer.")],
+    question: Annotated[str | None, typer.Option(
+        "-q", "--question", help="The question to answer (not needed to resume a run).")] = None,
     index: IndexOption = None,
     set_: SetOption = None,
     trace: Annotated[Path | None, typer.Option(help="Write the per-node trace as JSONL.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outputs as JSON.")] = False,
     cache: Annotated[bool, typer.Option(help="Use the module cache.")] = False,
+    checkpoint: Annotated[Path | None, typer.Option(
+        help="SQLite file that saves the run after every node; a run that stopped resumes "
+        "from it when given the same --thread-id.")] = None,
+    thread_id: Annotated[str | None, typer.Option(
+        help="Name of a checkpointed run (default: a new one, printed).")] = None,
+    approve_before: Annotated[list[str] | None, typer.Option(
+        help="Pause before this node until approved (repeatable; needs --checkpoint).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Approve every pause.")] = False,
 ) -> None:
     """Answer one question with a graph; print the answer, citations and passages."""
-    from compose.trace import totals, write_trace
+    from compose.trace import write_trace
 
-    compiled = open_graph(graph, index, set_, cache)
+    if (thread_id or approve_before) and checkpoint is None:
+        fail("--thread-id and --approve-before need --checkpoint FILE")
+    durability: dict[str, Any] = {}
+    if checkpoint is not None:
+        from compose.durable import sqlite_checkpointer
+
+        durability = {"checkpointer": sqlite_checkpointer(checkpoint),
+                      "interrupt_before": approve_before}
+    compiled = open_graph(graph, index, set_, cache, **durability)
     try:
-        state = compiled.invoke({"question": question})
+        if checkpoint is None:
+            if not question:
+                fail("give the question with -q")
+            state = compiled.invoke({"question": question})
+        else:
+            state = run_durably(compiled, question, thread_id or uuid.uuid4().hex[:12], yes)
+    except typer.Exit:
+        raise
     except Exception as exc:
         fail(str(exc))
     if trace:
         write_trace(trace, state["trace"])
+    print_outputs(compiled, state, as_json)
+
+
+def run_durably(compiled, question: str | None, thread_id: str, approve_all: bool) -> dict:
+    """Start or resume the checkpointed run ``thread_id``, asking before each paused node."""
+    saved = compiled.checkpoint(thread_id)
+    if saved.values:
+        if question and question != saved.values.get("question"):
+            fail(f"thread {thread_id!r} answers another question: "
+                 f"{saved.values.get('question')!r}")
+        done = len(saved.values.get("trace") or [])
+        if not saved.next:
+            err.print(f"[dim]thread {thread_id} already finished ({done} nodes)[/]")
+            return saved.values
+        err.print(f"[dim]resuming thread {thread_id}: {done} node(s) done, "
+                  f"next: {', '.join(saved.next)}[/]")
+        state = compiled.resume(thread_id)
+    else:
+        if not question:
+            fail(f"no saved run {thread_id!r}: give the question with -q")
+        err.print(f"[dim]thread {thread_id} (resume with --thread-id {thread_id})[/]")
+        state = compiled.invoke({"question": question}, thread_id=thread_id)
+    while (pending := compiled.checkpoint(thread_id).next):
+        node = pending[0]
+        if not (approve_all or typer.confirm(f"run node {node!r}?", default=False, err=True)):
+            err.print(f"paused before {node!r}; resume with --thread-id {thread_id}")
+            raise typer.Exit(3)
+        state = compiled.resume(thread_id)
+    return state
+
+
+def print_outputs(compiled, state: dict, as_json: bool) -> None:
+    from compose.trace import totals
+
     outputs = compiled.outputs(state)
     if as_json:
         out.print_json(json.dumps(outputs, ensure_ascii=False))
@@ -284,6 +348,13 @@ def evaluate(
     save_traces: Annotated[bool, typer.Option(
         help="Write each question's trace to OUT.traces.jsonl (see `composerag trace show`)."
     )] = False,
+    backend: Annotated[str, typer.Option(
+        help="local (this process) or ray (questions spread over --workers Ray actors).")
+    ] = "local",
+    workers: Annotated[int, typer.Option(help="Ray workers (each loads its own model).")] = 2,
+    ray_address: Annotated[str | None, typer.Option(
+        help="Ray cluster to join ('auto': the one `ray start` made); default: a private "
+        "local instance.")] = None,
 ) -> None:
     """Evaluate a graph on a benchmark; resumes where an interrupted run stopped."""
     from compose.eval.report import summarize, summary_table
@@ -295,13 +366,59 @@ def evaluate(
         records = run_eval(graph, dataset, out=out_file, limit=limit, overrides=set_,
                            cache=cache, cache_path=cache_path, index_root=index_root,
                            recall_k=recall_k, restart=restart, judge=judge,
-                           save_traces=save_traces,
-                           show_progress=sys.stderr.isatty())
+                           save_traces=save_traces, backend=backend, workers=workers,
+                           ray_address=ray_address, show_progress=sys.stderr.isatty())
     except (GraphValidationError, YamlSyntaxError, FileNotFoundError, ValueError,
             ResumeMismatchError) as exc:
         fail(str(exc))
     out.print(summary_table(f"{graph} on {dataset_name}", summarize(records)))
     out.print(f"[dim]per-question results: {out_file}[/]")
+
+
+@app.command()
+def serve(
+    graphs: Annotated[list[str], typer.Argument(help="Shipped graph names or YAML paths.")],
+    http: Annotated[bool, typer.Option("--http", help="Serve over HTTP (FastAPI).")] = False,
+    mcp: Annotated[bool, typer.Option("--mcp", help="Serve as MCP tools.")] = False,
+    transport: Annotated[str, typer.Option(
+        help="MCP transport: stdio, or http (streamable HTTP at /mcp).")] = "stdio",
+    host: Annotated[str, typer.Option(help="Address to bind (HTTP transports).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind (HTTP transports).")] = 8000,
+    index: IndexOption = None,
+    set_: SetOption = None,
+    cache: Annotated[bool, typer.Option(help="Use the module cache.")] = False,
+    timeout_s: Annotated[float, typer.Option(help="Deadline of one graph run.")] = 300.0,
+    max_body_kb: Annotated[int, typer.Option(help="Largest accepted request body.")] = 64,
+) -> None:
+    """Serve graphs over HTTP (one endpoint per graph) or MCP (one tool per graph)."""
+    if http == mcp:
+        fail("choose exactly one of --http or --mcp")
+    if transport not in ("stdio", "http"):
+        fail(f"unknown MCP transport {transport!r}; use stdio or http")
+    loaded = [open_graph(g, index, set_, cache) for g in graphs]
+    names = [g.spec.name for g in loaded]
+    if len(set(names)) != len(names):
+        fail(f"two served graphs share a name: {', '.join(names)}")
+    import uvicorn
+
+    if http:
+        from compose.serve.http_app import create_app
+
+        app_ = create_app(loaded, timeout_s=timeout_s, max_body_bytes=max_body_kb * 1024)
+        err.print(f"serving {', '.join(names)} on http://{host}:{port} (docs at /docs)")
+        uvicorn.run(app_, host=host, port=port, log_level="warning")
+        return
+    import anyio
+
+    from compose.serve.mcp_app import create_mcp_server, run_stdio
+
+    server = create_mcp_server(loaded, timeout_s=timeout_s)
+    if transport == "stdio":
+        anyio.run(run_stdio, server)
+        return
+    err.print(f"serving MCP tools {', '.join(names)} on http://{host}:{port}/mcp")
+    uvicorn.run(server.streamable_http_app(host=host, max_request_body_size=max_body_kb * 1024),
+                host=host, port=port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,10 @@ class GeneratorConfig(StrictModel):
         description="A name from the model registry, a GGUF file path, an HF directory, "
         "or the served model name for an OpenAI-compatible server.",
     )
-    base_url: str | None = Field(default=None, description="OpenAI-compatible server URL.")
+    base_url: str | list[str] | None = Field(
+        default=None, description="OpenAI-compatible server URL, or a list of replicas "
+        "serving the same model: calls go round-robin, and a replica that cannot be reached "
+        "or answers 5xx is skipped for the next one.")
     api_key_env: str | None = Field(
         default=None, description="Environment variable holding the server's API key."
     )

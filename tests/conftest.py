@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,14 @@ def real_runtime(demo_index) -> Runtime:
 def scripted_runtime(replies, index: Path | None = None, **kwargs) -> Runtime:
     config = RuntimeConfig(retriever=RetrieverConfig(index=str(index) if index else None))
     return Runtime(config, generator=ScriptedGenerator(replies, **kwargs))
+
+
+def answering(answer: str, delay_s: float = 0.0):
+    """A scripted ``answer`` reply citing passage 1, optionally slow (to test deadlines)."""
+    def reply(messages):
+        time.sleep(delay_s)
+        return {"answer": answer, "citations": [1]}
+    return reply
 
 
 def retry_spec(budget: int) -> GraphSpec:

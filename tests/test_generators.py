@@ -15,6 +15,7 @@ from compose.config import GeneratorConfig
 from compose.generators.base import GenerationError, Message
 from compose.generators.factory import get_generator
 from compose.generators.models import resolve_gguf
+from compose.generators.openai_compat import OpenAICompatGenerator
 from compose.modules.answer import EmittedAnswer
 from compose.structured import generate_structured
 
@@ -119,8 +120,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def llama_server():
+def start_llama_server() -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(resolve_gguf("smollm2-135m")),
@@ -128,26 +128,39 @@ def llama_server():
          "--model_alias", "smollm2"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    base = f"http://127.0.0.1:{port}/v1"
+    return process, f"http://127.0.0.1:{port}/v1"
+
+
+def wait_until_up(process: subprocess.Popen, base: str) -> None:
     deadline = time.time() + 120
     while time.time() < deadline:
         if process.poll() is not None:
             pytest.fail("llama_cpp.server exited early")
         try:
             if httpx.get(f"{base}/models", timeout=2).status_code == 200:
-                break
+                return
         except httpx.HTTPError:
             time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("llama_cpp.server did not come up in 120 s")
-    yield base
-    process.terminate()
-    process.wait(timeout=30)
+    process.kill()
+    pytest.fail("llama_cpp.server did not come up in 120 s")
 
 
-def test_openai_compatible_server_with_schema(llama_server):
-    generator = get_generator(GeneratorConfig(backend="openai", base_url=llama_server,
+@pytest.fixture(scope="module")
+def llama_servers():
+    """Two replicas of the embedded model behind llama.cpp's OpenAI-compatible server."""
+    started = [start_llama_server() for _ in range(2)]
+    try:
+        for process, base in started:
+            wait_until_up(process, base)
+        yield [base for _, base in started]
+    finally:
+        for process, _ in started:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def test_openai_compatible_server_with_schema(llama_servers):
+    generator = get_generator(GeneratorConfig(backend="openai", base_url=llama_servers[0],
                                               model="smollm2", response_format="json_object"))
     parsed, generation, _ = generate_structured(
         generator, QUESTION, EmittedAnswer, max_tokens=64, max_retries=0)
@@ -161,3 +174,24 @@ def test_openai_compatible_server_unreachable_is_a_generation_error():
         timeout_s=2))
     with pytest.raises(GenerationError, match="127.0.0.1"):
         generator.generate(QUESTION, max_tokens=4)
+
+
+def test_replicas_take_turns_and_a_dead_one_is_skipped(llama_servers):
+    first, second = llama_servers
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    generator = OpenAICompatGenerator([first, dead, second], "smollm2", timeout_s=30,
+                                      response_format="json_object")
+    texts = [generator.generate(QUESTION, max_tokens=8).text for _ in range(6)]
+    # Turns go first, dead, second, ...; the dead replica's turns pass to the next one.
+    assert generator.served == {first: 2, second: 4}
+    assert generator.failed == {dead: 2}
+    assert len(set(texts)) == 1  # the replicas serve the same model at temperature 0
+
+
+def test_all_replicas_down_names_each_one():
+    dead = [f"http://127.0.0.1:{free_port()}/v1" for _ in range(2)]
+    generator = get_generator(GeneratorConfig(backend="openai", base_url=dead, model="x",
+                                              timeout_s=2))
+    with pytest.raises(GenerationError) as failure:
+        generator.generate(QUESTION, max_tokens=4)
+    assert all(url in str(failure.value) for url in dead)

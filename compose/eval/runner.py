@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from compose.api import load_graph
@@ -168,8 +169,16 @@ def run_eval(
     judge: bool = False,
     save_traces: bool = False,
     show_progress: bool = True,
+    backend: str = "local",
+    workers: int = 1,
+    ray_address: str | None = None,
 ) -> list[dict]:
-    """Run (or resume) an evaluation; returns every record in the results file."""
+    """Run (or resume) an evaluation; returns every record in the results file.
+
+    ``backend="ray"`` spreads the questions over ``workers`` Ray actors (a local instance,
+    or the cluster at ``ray_address``); the file written is the same either way."""
+    if backend not in ("local", "ray"):
+        raise ValueError(f"unknown eval backend {backend!r}; use local or ray")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     data = load_benchmark(dataset)
@@ -204,18 +213,28 @@ def run_eval(
         metric_names.append("str_em")
     metric_names += [name for name in data.metrics if name not in metric_names]
     todo = [q for q in questions if q.id not in done_ids]
+    if backend == "ray" and todo:
+        from compose.eval.ray_backend import EvalJob, evaluate_on_ray
+
+        job = EvalJob(graph=_absolute(graph_name), dataset=_absolute_dataset(dataset),
+                      overrides=overrides or [], cache=cache,
+                      cache_path=_absolute(cache_path) if cache_path else None,
+                      index_root=_absolute(index_root) if index_root else None,
+                      recall_k=recall_k, judge=judge, metric_names=metric_names)
+        results = evaluate_on_ray(todo, job, workers=workers, address=ray_address)
+    else:
+        results = (evaluate_one(graph, item, recall_k, metric_names, judge) for item in todo)
     columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with open(out, "a", encoding="utf-8") as handle, Progress(
-        *columns, disable=not show_progress
+        *columns, disable=not show_progress, console=Console(stderr=True)
     ) as progress:
         task = progress.add_task(f"{graph_name} on {data.name}", total=len(questions),
                                  completed=len(questions) - len(todo))
-        for item in todo:
-            record = evaluate_one(graph, item, recall_k, metric_names, judge)
+        for record in results:
             trace = record.pop("trace")
             if save_traces:
-                append_line(traces_path, {"id": item.id, "question": item.question,
+                append_line(traces_path, {"id": record["id"], "question": record["question"],
                                           "trace": trace})
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             handle.flush()
@@ -225,6 +244,16 @@ def run_eval(
     wanted = {q.id for q in questions}
     corpus = {p.id: p for p in data.corpus}
     return [rescore(r, corpus, metric_names) for r in done if r["id"] in wanted]
+
+
+def _absolute(path: str | Path) -> str:
+    """A path as workers in other directories (or machines) must see it; names stay names."""
+    return str(Path(path).resolve()) if Path(path).exists() else str(path)
+
+
+def _absolute_dataset(spec: str) -> str:
+    name, sep, path = spec.partition(":")
+    return f"{name}:{_absolute(path)}" if sep else spec
 
 
 def rescore(record: dict, corpus: dict, metric_names: list[str]) -> dict:

@@ -2,12 +2,20 @@
 
 Plain HTTP through httpx rather than the ``openai`` SDK: the wire format is small, and servers
 differ in how they accept a JSON schema (``response_format`` setting in the config).
+
+Several replicas of one model (``base_url`` as a list) share the load: each call goes to the
+next replica in turn, and one that is down or overloaded (connection error, timeout, 5xx) is
+skipped for the next, so a replica restart costs no failed questions. A 4xx answer is the
+request's fault and is not retried elsewhere. ``served``/``failed`` count calls per replica.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
 import time
+from collections import Counter
 
 import httpx
 
@@ -23,7 +31,7 @@ from compose.generators.base import (
 class OpenAICompatGenerator:
     def __init__(
         self,
-        base_url: str,
+        base_url: str | list[str],
         model: str,
         *,
         api_key: str | None = None,
@@ -31,14 +39,22 @@ class OpenAICompatGenerator:
         response_format: str = "json_schema",
         seed: int | None = 0,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise ValueError("generator.base_url lists no server")
+        self.base_urls = [url.rstrip("/") for url in urls]
         self.model = model
-        self.model_id = f"openai:{model}@{self.base_url}"
+        self.model_id = f"openai:{model}@{','.join(self.base_urls)}"
         self.response_format = response_format
         self.seed = seed
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s)
+        self.clients = [httpx.Client(base_url=url, headers=headers, timeout=timeout_s)
+                        for url in self.base_urls]
         self.supports_json_schema = True
+        self.served: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self._turn = itertools.count()
+        self._lock = threading.Lock()
 
     @classmethod
     def from_config(cls, config: GeneratorConfig) -> OpenAICompatGenerator:
@@ -87,16 +103,7 @@ class OpenAICompatGenerator:
         if logprobs:
             body.update(logprobs=True, top_logprobs=1)
         started = time.perf_counter()
-        try:
-            response = self.client.post("/chat/completions", json=body)
-            response.raise_for_status()
-            data = response.json()
-        except httpx.HTTPStatusError as exc:
-            raise GenerationError(
-                f"{self.base_url} answered {exc.response.status_code}: {exc.response.text[:300]}"
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise GenerationError(f"{self.base_url}: {exc}") from exc
+        data = self._post(body)
         return generation_from_chat_response(
             data,
             latency_s=time.perf_counter() - started,
@@ -104,3 +111,30 @@ class OpenAICompatGenerator:
             constrained=json_schema is not None,
             logprobs=logprobs,
         )
+
+    def _post(self, body: dict) -> dict:
+        """POST to the replicas in turn from the next one until one answers."""
+        with self._lock:
+            first = next(self._turn)
+        problems = []
+        for attempt in range(len(self.clients)):
+            index = (first + attempt) % len(self.clients)
+            url = self.base_urls[index]
+            try:
+                response = self.clients[index].post("/chat/completions", json=body)
+                response.raise_for_status()
+                data = response.json()
+            except httpx.HTTPStatusError as exc:
+                problem = f"{url} answered {exc.response.status_code}: {exc.response.text[:300]}"
+                if exc.response.status_code < 500:
+                    raise GenerationError(problem) from exc
+            except (httpx.HTTPError, ValueError) as exc:
+                problem = f"{url}: {exc or type(exc).__name__}"
+            else:
+                with self._lock:
+                    self.served[url] += 1
+                return data
+            with self._lock:
+                self.failed[url] += 1
+            problems.append(problem)
+        raise GenerationError("; ".join(problems))

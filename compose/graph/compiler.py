@@ -126,7 +126,8 @@ def recursion_limit(spec: GraphSpec) -> int:
     return min(len(spec.nodes) * bound, 100_000) + 10
 
 
-def compile_spec(spec: GraphSpec, runtime: Runtime, checkpointer=None):
+def compile_spec(spec: GraphSpec, runtime: Runtime, checkpointer=None,
+                 interrupt_before: list[str] | None = None):
     """Return the compiled LangGraph object (usable directly, or as a subgraph)."""
     builder = StateGraph(state_schema(spec))
     for name in spec.nodes:
@@ -140,7 +141,8 @@ def compile_spec(spec: GraphSpec, runtime: Runtime, checkpointer=None):
             builder.add_conditional_edges(
                 edge.source, _router(edge.source), targets
             )
-    return builder.compile(checkpointer=checkpointer, name=spec.name)
+    return builder.compile(checkpointer=checkpointer, interrupt_before=interrupt_before,
+                           name=spec.name)
 
 
 def _router(name: str):

@@ -18,6 +18,7 @@ import bm25s
 import faiss
 import numpy as np
 from pydantic import BaseModel
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from compose.corpus import Passage, corpus_hash, load_corpus, write_jsonl
@@ -60,7 +61,8 @@ def embed_with_progress(
     chunks: list[np.ndarray] = []
     columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn())
-    with Progress(*columns, disable=not show_progress, transient=False) as progress:
+    with Progress(*columns, disable=not show_progress, console=Console(stderr=True),
+                  transient=False) as progress:
         task = progress.add_task("embedding passages", total=len(texts))
         for start in range(0, len(texts), batch_size):
             batch = texts[start : start + batch_size]

@@ -1,0 +1,131 @@
+"""One served graph: typed request/response models, a deadline, and runs off the event loop.
+
+Both servers (HTTP and MCP) go through :class:`GraphService`, so they validate, time out
+and stream the same way. A graph run is blocking (model calls), so it runs in a worker
+thread; the local generators serialise their own calls with a lock, so concurrent requests
+interleave retrieval and wait only for the model.
+
+A deadline cannot stop a Python thread: when a request times out its caller gets the error
+at once, while the run finishes in the background and its result is discarded (the model
+lock is held until then, so later requests queue behind it - their own deadlines count that
+wait).
+
+Usage::
+
+    service = GraphService(load_graph("naive_rag"), timeout_s=60)
+    result = await service.invoke(service.Request(question="Who invented the kelp-oil lamp?"))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import BaseModel, Field, create_model
+from pydantic_core import to_jsonable_python
+
+from compose.api import ComposeGraph
+from compose.graph.io import graph_io_models
+
+
+class RunTimeoutError(TimeoutError):
+    """A graph run exceeded the service's deadline."""
+
+
+class RunResult(BaseModel):
+    """A finished run: the graph's outputs, how long it took, and optionally its trace."""
+
+    graph: str
+    output: Any
+    elapsed_s: float
+    trace: list[dict[str, Any]] | None = Field(
+        default=None, description="Per-node trace events, when requested.")
+
+
+class GraphService:
+    def __init__(self, graph: ComposeGraph, timeout_s: float = 300.0) -> None:
+        self.graph = graph
+        self.name = graph.spec.name
+        self.description = graph.spec.description or self.name
+        self.timeout_s = timeout_s
+        self.Request, self.Response = graph_io_models(graph.spec)
+        self.Result = create_model(self.Response.__name__.replace("Response", "Result"),
+                                   __base__=RunResult, output=(self.Response, ...))
+
+    def _outputs(self, state: dict[str, Any]) -> dict[str, Any]:
+        validated = self.Response.model_validate(
+            {name: state.get(name) for name in self.graph.spec.outputs})
+        return validated.model_dump(mode="json")
+
+    async def invoke(self, request: BaseModel, with_trace: bool = False) -> RunResult:
+        """Run to the end within the deadline; raises :class:`RunTimeoutError` past it."""
+        started = time.perf_counter()
+        try:
+            state = await asyncio.wait_for(
+                asyncio.to_thread(self.graph.invoke, request.model_dump()), self.timeout_s)
+        except asyncio.TimeoutError:
+            raise RunTimeoutError(
+                f"graph {self.name!r} did not finish within {self.timeout_s:g} s") from None
+        return self.Result(graph=self.name, output=self._outputs(state),
+                         elapsed_s=round(time.perf_counter() - started, 4),
+                         trace=state.get("trace") if with_trace else None)
+
+    async def stream(self, request: BaseModel) -> AsyncIterator[dict[str, Any]]:
+        """Yield ``{"event": "node", ...}`` per finished node, then one ``"end"`` event with
+        the outputs, or one ``"error"`` event; the stream itself never raises."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def produce() -> None:
+            final: dict[str, Any] = {}
+            try:
+                for mode, chunk in self.graph.stream(request.model_dump(),
+                                                     stream_mode=["updates", "values"]):
+                    if cancelled.is_set():
+                        return
+                    if mode == "values":
+                        final = chunk
+                    else:
+                        loop.call_soon_threadsafe(queue.put_nowait, ("updates", chunk))
+                loop.call_soon_threadsafe(queue.put_nowait, ("end", final))
+            except Exception as exc:  # reported to the client as an error event
+                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+
+        started = time.perf_counter()
+        deadline = started + self.timeout_s
+        loop.run_in_executor(None, produce)
+        try:
+            while True:
+                remaining = deadline - time.perf_counter()
+                try:
+                    kind, payload = await asyncio.wait_for(queue.get(), max(remaining, 0.0))
+                except asyncio.TimeoutError:
+                    yield {"event": "error", "error": "timeout",
+                           "detail": f"graph {self.name!r} did not finish within "
+                                     f"{self.timeout_s:g} s"}
+                    return
+                if kind == "updates":
+                    for node, update in payload.items():
+                        yield {"event": "node", "node": node,
+                               "update": _public_update(update)}
+                elif kind == "end":
+                    yield {"event": "end", "graph": self.name, "output": self._outputs(payload),
+                           "elapsed_s": round(time.perf_counter() - started, 4)}
+                    return
+                else:
+                    yield {"event": "error", "error": type(payload).__name__,
+                           "detail": str(payload)}
+                    return
+        finally:  # a client that went away stops the run at its next node
+            cancelled.set()
+
+
+def _public_update(update: dict[str, Any] | None) -> dict[str, Any]:
+    """A node's state update without the compiler's bookkeeping, as plain JSON."""
+    update = update or {}
+    return to_jsonable_python({k: v for k, v in update.items() if not k.startswith("_")},
+                              fallback=str)
