@@ -113,11 +113,11 @@ def run(
 def run_durably(compiled, question: str | None, thread_id: str, approve_all: bool) -> dict:
     """Start or resume the checkpointed run ``thread_id``, asking before each paused node."""
     saved = compiled.checkpoint(thread_id)
+    done = len(saved.values.get("trace") or [])
     if saved.values:
         if question and question != saved.values.get("question"):
             fail(f"thread {thread_id!r} answers another question: "
                  f"{saved.values.get('question')!r}")
-        done = len(saved.values.get("trace") or [])
         if not saved.next:
             err.print(f"[dim]thread {thread_id} already finished ({done} nodes)[/]")
             return saved.values
@@ -135,6 +135,8 @@ def run_durably(compiled, question: str | None, thread_id: str, approve_all: boo
             err.print(f"paused before {node!r}; resume with --thread-id {thread_id}")
             raise typer.Exit(3)
         state = compiled.resume(thread_id)
+    err.print(f"[dim]thread {thread_id}: {done} node(s) from the checkpoint, "
+              f"{len(state['trace']) - done} run now[/]")
     return state
 
 
@@ -355,6 +357,8 @@ def evaluate(
     ray_address: Annotated[str | None, typer.Option(
         help="Ray cluster to join ('auto': the one `ray start` made); default: a private "
         "local instance.")] = None,
+    retry_errors: Annotated[bool, typer.Option(
+        help="Run again the questions whose earlier attempt ended in an error.")] = False,
 ) -> None:
     """Evaluate a graph on a benchmark; resumes where an interrupted run stopped."""
     from compose.eval.report import summarize, summary_table
@@ -367,7 +371,8 @@ def evaluate(
                            cache=cache, cache_path=cache_path, index_root=index_root,
                            recall_k=recall_k, restart=restart, judge=judge,
                            save_traces=save_traces, backend=backend, workers=workers,
-                           ray_address=ray_address, show_progress=sys.stderr.isatty())
+                           ray_address=ray_address, retry_errors=retry_errors,
+                           show_progress=sys.stderr.isatty())
     except (GraphValidationError, YamlSyntaxError, FileNotFoundError, ValueError,
             ResumeMismatchError) as exc:
         fail(str(exc))

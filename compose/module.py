@@ -202,9 +202,13 @@ class LLMModule(Module):
     LLMOutput: ClassVar[type[BaseModel] | None] = None
     max_tokens: ClassVar[int] = 128
 
+    def emitted_model(self) -> type[BaseModel]:
+        """The schema the model must fill; params may narrow it (say, to a set of labels)."""
+        return self.LLMOutput or self.Output
+
     def cache_identity(self, ctx: ModuleContext) -> str:
         """Prompt version, output schema, token budget and model: a change misses the cache."""
-        schema = json.dumps((self.LLMOutput or self.Output).model_json_schema(), sort_keys=True)
+        schema = json.dumps(self.emitted_model().model_json_schema(), sort_keys=True)
         digest = hashlib.sha256(schema.encode()).hexdigest()[:12]
         return (f"prompt={self.prompt.version}|schema={digest}|max_tokens={self.max_tokens}"
                 f"|model={ctx.generator.model_id}")
@@ -219,6 +223,6 @@ class LLMModule(Module):
     def run(self, inp: BaseModel, ctx: ModuleContext) -> BaseModel:
         messages = self.prompt.render(**self.prompt_fields(inp))
         emitted, _ = ctx.generate_structured(
-            messages, self.LLMOutput or self.Output, max_tokens=self.max_tokens
+            messages, self.emitted_model(), max_tokens=self.max_tokens
         )
         return self.postprocess(inp, emitted)

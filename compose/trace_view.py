@@ -2,7 +2,9 @@
 answers, verdicts and retries - the audit view of a multi-hop or agent run.
 
 Events before the first ``next_hop`` sit at the root; each ``next_hop`` opens a hop; a
-``rewrite_query`` after a ``verify`` in the same hop opens a retry.
+``rewrite_query`` after a ``verify`` in the same hop opens a retry. In agent runs each
+``agent_step`` opens a step holding its thought and action and the ``execute_tool`` outcome
+(result or error, latency).
 """
 
 from __future__ import annotations
@@ -25,7 +27,32 @@ def _verdict(out: dict) -> str:
     return f"{mark}: {escape(str(out.get('reason', '')))}"
 
 
+def _agent_decision(out: dict) -> str:
+    decision = out.get("decision") or {}
+    thought = f"thought: {escape(decision.get('thought') or '')}"
+    if decision.get("answer") is not None:
+        return f"{thought} -> answers [bold]{escape(decision['answer'])}[/]"
+    call = decision.get("call")
+    if call:
+        args = escape(json.dumps(call.get("arguments") or {}, ensure_ascii=False)[:160])
+        return f"{thought} -> calls [bold]{escape(call['name'])}[/] {args}"
+    return f"{thought} -> [red]unreadable output[/]: {escape(decision.get('error') or '')}"
+
+
+def _tool_step(out: dict) -> str:
+    step = (out.get("steps") or [{}])[-1]
+    if step.get("answer") is not None:
+        return f"final answer: [bold]{escape(step['answer'])}[/]"
+    name = escape(step.get("tool") or "(no call)")
+    timing = f" in {step.get('latency_s', 0):.2f} s"
+    if step.get("error"):
+        return f"[red]{name} failed[/]{timing}: {escape(step['error'][:200])}"
+    return f"[green]{name}[/]{timing}: {escape((step.get('result') or '')[:200])}"
+
+
 SUMMARIES: dict[str, Callable[[dict], str]] = {
+    "agent_step": _agent_decision,
+    "execute_tool": _tool_step,
     "decompose": lambda o: "sub-questions: " + " | ".join(map(escape, o["sub_questions"])),
     "construct_question": lambda o: f"question: {escape(o['question'])}",
     "retrieval_decision": lambda o: ("retrieve" if o["retrieve"] else "no retrieval")
@@ -54,7 +81,7 @@ def trace_tree(events: list[dict], title: str = "run") -> Tree:
     root = Tree(f"[bold]{escape(title)}[/]")
     hop: Tree | None = None
     branch: Tree | None = None
-    retries = 0
+    retries = steps = 0
     seen_verify = False
     for event in events:
         module = event.get("module")
@@ -69,6 +96,9 @@ def trace_tree(events: list[dict], title: str = "run") -> Tree:
             continue
         if module == "record_hop":
             continue
+        if module == "agent_step":
+            steps += 1
+            branch = root.add(f"[bold]step {steps}[/]")
         if module == "rewrite_query" and seen_verify and hop is not None:
             retries += 1
             branch = hop.add(f"[yellow]retry {retries}[/]")

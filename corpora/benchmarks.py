@@ -115,7 +115,8 @@ def load_asqa(path: str | Path) -> BenchmarkData:
 
     Answers are the union of all disambiguations' short answers; ``meta["qa_pairs"]`` keeps
     them per disambiguation for STR-EM. Some rows have no knowledge passages at all, so their
-    ``gold_ids`` are empty, and a few knowledge entries have no content and are skipped.
+    ``gold_ids`` are empty, and a few knowledge entries have no content and are skipped. The
+    ambiguity metrics (``compose.eval.ambiguity_metrics``) are declared for every ASQA run.
     """
     with open(path, encoding="utf-8") as handle:
         rows = json.load(handle)
@@ -145,7 +146,9 @@ def load_asqa(path: str | Path) -> BenchmarkData:
                 },
             )
         )
-    return BenchmarkData(name="asqa", corpus=pool.passages, questions=questions)
+    return BenchmarkData(name="asqa", corpus=pool.passages, questions=questions,
+                         metrics=["n_interpretations", "grounded_precision",
+                                  "grounded_precision_verify", "str_em_answers"])
 
 
 def load_pubmedqa(path: str | Path) -> BenchmarkData:
@@ -170,7 +173,8 @@ def load_pubmedqa(path: str | Path) -> BenchmarkData:
                 },
             )
         )
-    return BenchmarkData(name="pubmedqa", corpus=pool.passages, questions=questions)
+    return BenchmarkData(name="pubmedqa", corpus=pool.passages, questions=questions,
+                         metrics=["accuracy", "label_rate", "tool_calls", "agent_steps"])
 
 
 LOADERS: dict[str, Callable[[str | Path], BenchmarkData]] = {

@@ -5,10 +5,13 @@ from compose.modules import (
     construct,
     decompose,
     hops,
+    moi,
     retrieval_decision,
     retrieve,
     rewrite,
     synthesize,
+    tools,
+    verdict,
     verify,
 )
 
@@ -17,9 +20,12 @@ __all__ = [
     "construct",
     "decompose",
     "hops",
+    "moi",
     "retrieval_decision",
     "retrieve",
     "rewrite",
     "synthesize",
+    "tools",
+    "verdict",
     "verify",
 ]

@@ -3,7 +3,8 @@
 Passages are shown to the model under short numeric labels ([1], [2], ...) because small
 models copy a number far more reliably than an opaque id; the labels are mapped back to
 passage ids afterwards, and labels that point at no passage are dropped. With no passages the
-same module answers closed-book.
+same module answers closed-book. With ``choices`` (say yes/no/maybe for PubMedQA) the answer
+is decoded under that enum, so a baseline answers in the benchmark's label space.
 
 Usage::
 
@@ -14,7 +15,9 @@ Usage::
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from compose.corpus import Passage
 from compose.module import LLMModule, PromptTemplate
@@ -38,6 +41,10 @@ class AnswerParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_passage_chars: int = Field(default=700, ge=50, description="Each passage is cut here.")
     max_passages: int = Field(default=5, ge=0)
+    choices: list[str] | None = Field(
+        default=None, min_length=2,
+        description="Answer with exactly one of these labels (e.g. [\"yes\", \"no\", "
+        "\"maybe\"]; quote them in YAML, where bare yes/no are booleans).")
 
 
 class EmittedAnswer(BaseModel):
@@ -72,18 +79,29 @@ class Answer(LLMModule):
         user="{context}Question: {question}\nGive the short answer as JSON.",
     )
 
+    def emitted_model(self) -> type[BaseModel]:
+        if not self.params.choices:
+            return EmittedAnswer
+        return create_model("EmittedChoice", __base__=EmittedAnswer,
+                            answer=(Literal[tuple(self.params.choices)], ...))
+
     def prompt_fields(self, inp: AnswerInput) -> dict[str, str]:
         passages = inp.passages[: self.params.max_passages]
+        choices = self.params.choices
+        choice_rule = f" Answer with exactly one of: {', '.join(choices)}." if choices else ""
         if not passages:
             return {
-                "context_rule": "Answer from your own knowledge. Leave citations empty.",
+                "context_rule": "Answer from your own knowledge. Leave citations empty."
+                + choice_rule,
                 "context": "",
                 "question": inp.question,
             }
+        unknown_rule = (choice_rule if choices else
+                        f" If they do not contain the answer, answer \"{UNKNOWN}\".")
         return {
             "context_rule": (
                 "Use only the numbered passages. In citations, list the numbers of the "
-                f"passages you used. If they do not contain the answer, answer \"{UNKNOWN}\"."
+                "passages you used." + unknown_rule
             ),
             "context": "Passages:\n"
             + format_passages(passages, self.params.max_passage_chars) + "\n\n",

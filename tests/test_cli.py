@@ -113,3 +113,16 @@ def test_show_png_when_graphviz_is_installed(tmp_path):
     result = invoke("show", "naive_rag", "--png", str(png))
     assert result.exit_code == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_serve_needs_exactly_one_protocol():
+    for flags in ([], ["--http", "--mcp"]):
+        result = invoke("serve", "naive_rag", *flags)
+        assert result.exit_code == 1 and "exactly one of --http or --mcp" in result.output
+    result = invoke("serve", "naive_rag", "--mcp", "--transport", "carrier-pigeon")
+    assert result.exit_code == 1 and "unknown MCP transport" in result.output
+
+
+def test_run_durability_flags_need_a_checkpoint():
+    result = invoke("run", "naive_rag", "-q", "q", "--thread-id", "t1")
+    assert result.exit_code == 1 and "need --checkpoint" in result.output

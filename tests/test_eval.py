@@ -131,3 +131,21 @@ def test_cache_makes_a_rerun_free(tmp_path, demo_index):
     assert [r["tokens_in"] for r in second] == [r["tokens_in"] for r in first]
     assert all(r["generator_s"] == 0 for r in second)
     assert sum(r["wall_s"] for r in second) < sum(r["wall_s"] for r in first)
+
+
+def test_retry_errors_reruns_only_the_failed_questions(tmp_path, demo_index):
+    out = tmp_path / "results.jsonl"
+    kwargs = {"limit": 2, "cache": False, "index_root": demo_index.parent,
+              "show_progress": False}
+    first = run_eval("closed_book", "demo", out=out, **kwargs)
+    failed = {**first[0], "error": "NodeError: model server went away", "prediction": ""}
+    out.write_text("\n".join(json.dumps(r) for r in [failed, first[1]]) + "\n")
+
+    kept = run_eval("closed_book", "demo", out=out, **kwargs)
+    assert [r["error"] for r in kept] == [failed["error"], None]  # errors count as done
+
+    retried = run_eval("closed_book", "demo", out=out, retry_errors=True, **kwargs)
+    assert [r["id"] for r in retried] == [first[1]["id"], first[0]["id"]]
+    assert all(r["error"] is None for r in retried)
+    assert retried[1]["prediction"] == first[0]["prediction"]
+    assert len(out.read_text().splitlines()) == 2

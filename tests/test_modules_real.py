@@ -100,3 +100,18 @@ def test_synthesize_real_model_combines_hops(real_runtime):
                         "born?", "hops": hops}, ctx)
     assert out.answer and not out.abstained
     assert out.citations == ["demo-025", "demo-023"] and ctx.stats.llm_calls == 1
+
+
+def test_answer_module_with_choices_answers_a_label(real_runtime):
+    module = Answer(choices=["yes", "no", "maybe"])
+    schema = module.emitted_model().model_json_schema()
+    assert schema["properties"]["answer"]["enum"] == ["yes", "no", "maybe"]
+    prompt = module.prompt.render(**module.prompt_fields(
+        module.Input(question="Is the kelp-oil lamp visible from the sea?")))
+    assert "exactly one of: yes, no, maybe" in prompt[0].content
+    assert "unknown" not in prompt[0].content
+    passages = demo_passages("Kelp-oil lamp", "Blue kelp")
+    out = module({"question": "Is the kelp-oil lamp visible from the sea?",
+                  "passages": passages}, real_runtime.context())
+    assert out.answer in ("yes", "no", "maybe")
+    assert set(out.citations) <= {p.id for p in passages}

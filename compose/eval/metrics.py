@@ -171,6 +171,8 @@ def compute_metrics(record: dict, names: Iterable[str]) -> dict[str, float | Non
 def _ungrounded_metric(record: dict) -> float | None:
     """1 when a (non-abstained) answer occurs in none of the passages it cites; no citation
     counts as ungrounded. Needs ``cited_texts``."""
+    if (record.get("outputs") or {}).get("interpretations") is not None:
+        return None  # a listing of readings: scored per reading by grounded_precision
     if record.get("abstained") or "cited_texts" not in record:
         return None
     prediction = normalize_answer(record["prediction"])
@@ -201,3 +203,7 @@ def _citation_precision_metric(record: dict) -> float | None:
 @register_metric("abstained")
 def _abstained_metric(record: dict) -> float | None:
     return float(bool(record["abstained"])) if "abstained" in record else None
+
+
+# Benchmark-family metrics register themselves on import.
+from compose.eval import ambiguity_metrics, choice_metrics  # noqa: E402, F401

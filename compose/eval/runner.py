@@ -111,6 +111,17 @@ def read_done(path: Path) -> list[dict]:
     return records
 
 
+def rewrite_records(path: Path, records: list[dict]) -> None:
+    """Replace the results file atomically: a crash leaves the old file or the new one."""
+    partial = path.with_suffix(".rewrite.tmp")
+    with open(partial, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+
+
 def evaluate_one(graph, item: QAItem, recall_k: int, metric_names: list[str],
                  judge: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
@@ -172,11 +183,14 @@ def run_eval(
     backend: str = "local",
     workers: int = 1,
     ray_address: str | None = None,
+    retry_errors: bool = False,
 ) -> list[dict]:
     """Run (or resume) an evaluation; returns every record in the results file.
 
     ``backend="ray"`` spreads the questions over ``workers`` Ray actors (a local instance,
-    or the cluster at ``ray_address``); the file written is the same either way."""
+    or the cluster at ``ray_address``); the file written is the same either way.
+    ``retry_errors`` runs again the questions whose record holds an error (a crashed model
+    server, say); without it they count as done, and as errors in the table."""
     if backend not in ("local", "ray"):
         raise ValueError(f"unknown eval backend {backend!r}; use local or ray")
     out = Path(out)
@@ -204,6 +218,9 @@ def run_eval(
             )
     meta_path.write_text(settings.model_dump_json(indent=2))
     done = read_done(out)
+    if retry_errors and any(r.get("error") for r in done):
+        done = [r for r in done if not r.get("error")]
+        rewrite_records(out, done)
     done_ids = {r["id"] for r in done}
     metric_names = ["em", "f1", f"recall@{recall_k}", "ungrounded", "citation_precision",
                     "abstained"]

@@ -107,6 +107,11 @@ class GraphSpec(StrictModel):
     inputs: list[str] = Field(default_factory=lambda: ["question"])
     outputs: list[str] = Field(default_factory=list)
     state: dict[str, StateFieldSpec] = Field(default_factory=dict)
+    tools: list[str] = Field(
+        default_factory=list,
+        description="The graph's tool allow-list: registered tool names its agent nodes may "
+        "call. Each tool-using node narrows it with its own params.tools.",
+    )
     entry: str
     nodes: dict[str, NodeSpec]
     edges: list[EdgeSpec] = Field(default_factory=list)

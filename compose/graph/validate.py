@@ -2,7 +2,8 @@
 
 Checks: the spec's own schema, unknown modules, bad module params, unknown module fields in
 mappings, state fields read before any write, unreachable nodes, dead ends, edges to unknown
-nodes, loops without a budget, branch lists without a default.
+nodes, loops without a budget, branch lists without a default, tools that are not registered
+or not in the graph's ``tools:`` allow-list.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from compose.graph.spec import END, GraphSpec
 from compose.graph.yaml_source import Path_, YamlSource
 from compose.registry import get_module
+from compose.tools.registry import get_tool
 
 RESERVED_FIELDS = {"trace", "_loops", "_route"}
 
@@ -237,10 +239,31 @@ def _dataflow_checks(spec: GraphSpec, modules: dict[str, type], graph: dict[str,
             issues.append(SpecIssue(path=("state", field), message="reserved field name"))
 
 
+def _tool_checks(spec: GraphSpec, modules: dict[str, type], issues: list[SpecIssue]) -> None:
+    """Every listed tool is registered, and a tool-using node allows only tools from the
+    graph's ``tools:`` allow-list, so the allow-list is readable in one place."""
+    for k, name in enumerate(spec.tools):
+        try:
+            get_tool(name)
+        except KeyError as exc:
+            issues.append(SpecIssue(path=("tools", k), message=str(exc.args[0])))
+    allowed = set(spec.tools)
+    for node_name, module in modules.items():
+        if not getattr(module, "uses_tools", False):
+            continue
+        for k, name in enumerate(spec.nodes[node_name].params.get("tools") or []):
+            if name not in allowed:
+                issues.append(SpecIssue(
+                    path=("nodes", node_name, "params", "tools", k),
+                    message=f"tool {name!r} is not in the graph's tools: allow-list "
+                    f"({', '.join(spec.tools) or 'empty'})"))
+
+
 def validate_spec(spec: GraphSpec, source: YamlSource | None = None) -> list[SpecIssue]:
     """Return every problem found (empty when the graph is valid)."""
     issues: list[SpecIssue] = []
     modules = _module_checks(spec, issues)
+    _tool_checks(spec, modules, issues)
     graph = _structure_checks(spec, issues)
     _dataflow_checks(spec, modules, graph, issues)
     return attach_lines(issues, source)

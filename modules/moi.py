@@ -1,0 +1,1 @@
+"""MoI permutation re-ranking: being built (issue 4)."""
