@@ -131,6 +131,8 @@ def run_durably(compiled, question: str | None, thread_id: str, approve_all: boo
         state = compiled.invoke({"question": question}, thread_id=thread_id)
     while (pending := compiled.checkpoint(thread_id).next):
         node = pending[0]
+        if not approve_all:
+            show_pending(compiled, node, compiled.checkpoint(thread_id).values)
         if not (approve_all or typer.confirm(f"run node {node!r}?", default=False, err=True)):
             err.print(f"paused before {node!r}; resume with --thread-id {thread_id}")
             raise typer.Exit(3)
@@ -138,6 +140,18 @@ def run_durably(compiled, question: str | None, thread_id: str, approve_all: boo
     err.print(f"[dim]thread {thread_id}: {done} node(s) from the checkpoint, "
               f"{len(state['trace']) - done} run now[/]")
     return state
+
+
+def show_pending(compiled, node: str, values: dict) -> None:
+    """What the paused node is about to read (for a tool node: the call it will make)."""
+    from compose.registry import get_module
+
+    spec = compiled.spec.nodes[node]
+    err.print(f"[bold]paused before {node!r}[/] (module {spec.module}); it will read:")
+    for field in get_module(spec.module).Input.model_fields:
+        value = values.get(spec.inputs.get(field, field))
+        shown = json.dumps(value, ensure_ascii=False, default=str)
+        err.print(f"  {field}: {escape(shown if len(shown) <= 300 else shown[:300] + '...')}")
 
 
 def print_outputs(compiled, state: dict, as_json: bool) -> None:

@@ -94,3 +94,14 @@ def test_cli_pauses_for_approval_then_resumes_with_the_real_model(tmp_path, demo
 
     again = runner.invoke(app, [*common, "-q", "Another question?"])
     assert again.exit_code == 1 and "answers another question" in again.output
+
+
+def test_cli_shows_the_tool_call_awaiting_approval_in_the_agent(tmp_path, demo_index):
+    result = CliRunner().invoke(app, [
+        "run", "medorch", "-q", "Is the kelp-oil lamp visible from the sea?",
+        "--index", str(demo_index), "--checkpoint", str(tmp_path / "runs.sqlite"),
+        "--thread-id", "agent", "--approve-before", "execute"], input="n\n")
+    assert result.exit_code == 3, result.output
+    assert "paused before 'execute' (module execute_tool)" in result.output
+    assert '"name": "evidence_search"' in result.output  # the agent's first step is fixed
+    assert "run node 'execute'?" in result.output
