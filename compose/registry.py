@@ -7,10 +7,11 @@ packages opt in through the ``composerag.modules`` entry-point group.
 
 from __future__ import annotations
 
-import difflib
 from importlib import import_module
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, TypeVar
+
+from compose.lookup import lookup
 
 if TYPE_CHECKING:
     from compose.module import Module
@@ -44,12 +45,7 @@ def _load_builtin_and_plugins() -> None:
 
 def get_module(name: str) -> type[Module]:
     _load_builtin_and_plugins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, _REGISTRY, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise KeyError(f"unknown module {name!r}{hint}") from None
+    return lookup(_REGISTRY, name, "module")
 
 
 def list_modules() -> dict[str, type[Module]]:

@@ -10,11 +10,12 @@ counted as zeros.
 
 from __future__ import annotations
 
-import difflib
 import re
 import string
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+
+from compose.lookup import lookup
 
 MetricFn = Callable[[dict], float | None]
 AggregateFn = Callable[[list[dict]], float | None]
@@ -154,12 +155,7 @@ def get_metric(name: str) -> MetricFn:
     """Look a metric up by name; ``recall@K`` for any K is created on demand."""
     if name not in METRICS and (match := _RECALL_NAME.fullmatch(name)):
         return recall_at(int(match.group(1)))
-    try:
-        return METRICS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, METRICS, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise KeyError(f"unknown metric {name!r}{hint}") from None
+    return lookup(METRICS, name, "metric")
 
 
 def compute_metrics(record: dict, names: Iterable[str]) -> dict[str, float | None]:

@@ -21,7 +21,6 @@ Usage::
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import typing
 from collections.abc import Callable, Iterable
@@ -29,6 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from compose.lookup import lookup
 from compose.module import ModuleContext
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -137,12 +137,7 @@ def _load_builtin() -> None:
 
 def get_tool(name: str) -> Tool:
     _load_builtin()
-    try:
-        return _TOOLS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, _TOOLS, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise KeyError(f"unknown tool {name!r}{hint}") from None
+    return lookup(_TOOLS, name, "tool")
 
 
 def list_tools() -> dict[str, Tool]:
