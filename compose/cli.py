@@ -16,6 +16,7 @@ from rich.table import Table
 from compose.corpora.demo import demo_index
 from compose.graph.validate import GraphValidationError
 from compose.graph.yaml_source import YamlSyntaxError
+from compose.moi_cli import moi_app
 
 app = typer.Typer(help="Compose RAG and agent pipelines from atomic typed modules.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -25,6 +26,7 @@ trace_app = typer.Typer(help="Inspect run traces.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
 app.add_typer(module_app, name="module")
 app.add_typer(trace_app, name="trace")
+app.add_typer(moi_app, name="moi")
 out = Console()
 err = Console(stderr=True)
 

@@ -7,6 +7,7 @@ evaluation and benchmarks report.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
@@ -26,6 +27,11 @@ class Generation(BaseModel):
     latency_s: float = 0.0
     model: str = ""
     token_logprobs: list[float] | None = None
+    cached_tokens: int = Field(
+        default=0,
+        description="Prompt tokens not evaluated because the backend kept their KV state from "
+        "the previous call (llama.cpp reuses the longest matching prompt prefix).",
+    )
     constrained: bool = Field(
         default=False, description="True when the backend enforced the JSON schema itself."
     )
@@ -80,3 +86,11 @@ class Generator(Protocol):
     ) -> Generation: ...
 
     def count_tokens(self, text: str) -> int: ...
+
+
+def exclusive(generator) -> AbstractContextManager:
+    """Hold a backend for a run of calls so no other thread's call lands in between: a
+    stateful backend (llama.cpp) then keeps the shared prompt prefix's KV state from one call
+    to the next. A no-op for backends without such state."""
+    hold = getattr(generator, "exclusive", None)
+    return hold() if hold is not None else nullcontext()

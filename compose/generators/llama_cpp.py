@@ -2,6 +2,11 @@
 
 The JSON schema is compiled to a llama.cpp grammar, so even a 135M-parameter model emits
 parsable module outputs. One ``Llama`` object is not thread-safe, hence the lock.
+
+llama.cpp keeps the KV state of the previous prompt and re-evaluates only from the first token
+where the next prompt differs, so prompts that share a leading part (instructions + question)
+are cheap after the first; ``Generation.cached_tokens`` reports how many prompt tokens were
+skipped that way, and ``exclusive()`` holds the model so a run of such calls stays together.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ class LlamaCppGenerator:
         self.llama = llama
         self.model_id = model_id
         self.logprobs_enabled = logprobs_enabled
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     @classmethod
     def from_config(cls, config: GeneratorConfig) -> LlamaCppGenerator:
@@ -43,6 +48,10 @@ class LlamaCppGenerator:
             verbose=False,
         )
         return cls(llama, f"gguf:{path.name}", logprobs_enabled=config.logprobs)
+
+    def exclusive(self) -> threading.RLock:
+        """The model's lock, held across several ``generate`` calls (``with gen.exclusive():``)."""
+        return self._lock
 
     def count_tokens(self, text: str) -> int:
         return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
@@ -73,14 +82,30 @@ class LlamaCppGenerator:
             kwargs.update(logprobs=True, top_logprobs=1)
         started = time.perf_counter()
         with self._lock:
+            kept = self.llama.input_ids[: self.llama.n_tokens].tolist()
             try:
                 response = self.llama.create_chat_completion(**kwargs)
             except ValueError as exc:  # prompt longer than the context window, for one
                 raise GenerationError(f"llama.cpp: {exc}") from exc
-        return generation_from_chat_response(
-            response,
-            latency_s=time.perf_counter() - started,
-            model=self.model_id,
-            constrained=json_schema is not None,
-            logprobs=logprobs,
-        )
+            generation = generation_from_chat_response(
+                response,
+                latency_s=time.perf_counter() - started,
+                model=self.model_id,
+                constrained=json_schema is not None,
+                logprobs=logprobs,
+            )
+            prompt = self.llama.input_ids[: generation.tokens_in].tolist()
+        generation.cached_tokens = reused_prefix(kept, prompt)
+        return generation
+
+
+def reused_prefix(kept: list[int], prompt: list[int]) -> int:
+    """Prompt tokens llama.cpp takes from its KV cache: the longest common prefix with what it
+    holds, less one when that covers the whole prompt (the last token is re-evaluated to get
+    fresh logits), mirroring ``Llama.generate``."""
+    common = 0
+    for a, b in zip(kept, prompt, strict=False):
+        if a != b:
+            break
+        common += 1
+    return common - 1 if common == len(prompt) and common > 0 else common

@@ -1,0 +1,72 @@
+"""The M exploratory generations of MoI, laid out so they share one KV prefix.
+
+The caller's prompt puts the instructions and the question first and the passages last, so
+every order's prompt starts with the same tokens; llama.cpp keeps the KV state of the matching
+prefix of the previous prompt and evaluates only the rest. The orders are run in
+lexicographic order (consecutive prompts then share the longest prefixes) while the generator
+is held (``exclusive``) so no other call evicts that state; each pass records the prompt
+length and how many of its tokens came from the cache.
+
+Usage::
+
+    passes = explore(generator, render, [[0, 1, 2], [1, 2, 0]], logprobs=True)
+    [p.answer for p in passes], sum(p.tokens_in - p.cached_tokens for p in passes)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from pydantic import BaseModel, Field, ValidationError
+
+from compose.generators.base import Generation, Message, exclusive
+from compose.structured import extract_json
+
+
+class ShortAnswer(BaseModel):
+    """What an exploratory pass emits: the answer module's short-answer format, so the
+    exploratory answers (and their majority vote) are comparable with the final answer."""
+
+    answer: str = Field(max_length=80)
+
+
+SHORT_ANSWER_SCHEMA = ShortAnswer.model_json_schema()
+
+
+class ExplorePass(BaseModel):
+    """One exploratory generation: the order shown and what came back."""
+
+    order: list[int]
+    answer: str
+    mean_logprob: float | None = None
+    tokens_in: int = 0
+    cached_tokens: int = 0
+
+
+def explore(generator, render: Callable[[list[int]], list[Message]],
+            orders: Sequence[Sequence[int]], *, logprobs: bool, max_tokens: int = 48,
+            on_generation: Callable[[Generation], None] | None = None) -> list[ExplorePass]:
+    """Generate one short answer per order (``render`` builds an order's prompt, question
+    first); results come back in the order of ``orders``."""
+    results: dict[int, ExplorePass] = {}
+    with exclusive(generator):
+        for index in sorted(range(len(orders)), key=lambda i: list(orders[i])):
+            order = list(orders[index])
+            generation = generator.generate(render(order), json_schema=SHORT_ANSWER_SCHEMA,
+                                            max_tokens=max_tokens, temperature=0.0,
+                                            logprobs=logprobs)
+            if on_generation is not None:
+                on_generation(generation)
+            results[index] = ExplorePass(
+                order=order, answer=read_answer(generation.text),
+                mean_logprob=generation.mean_logprob, tokens_in=generation.tokens_in,
+                cached_tokens=generation.cached_tokens)
+    return [results[i] for i in range(len(orders))]
+
+
+def read_answer(text: str) -> str:
+    """The emitted answer; a reply cut off by the token budget counts as no answer."""
+    try:
+        return ShortAnswer.model_validate_json(extract_json(text)).answer.strip()
+    except (ValidationError, ValueError):
+        return ""
