@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 
 from compose.config import GeneratorConfig
 from compose.generators.base import (
@@ -33,6 +34,9 @@ class LlamaCppGenerator:
         self.model_id = model_id
         self.logprobs_enabled = logprobs_enabled
         self._lock = threading.RLock()
+        # Free the model while the interpreter is intact: llama-cpp-python's own __del__ at
+        # shutdown runs after its C bindings are torn down and prints a TypeError.
+        weakref.finalize(self, llama.close)
 
     @classmethod
     def from_config(cls, config: GeneratorConfig) -> LlamaCppGenerator:
