@@ -50,7 +50,19 @@ def _tool_step(out: dict) -> str:
     return f"[green]{name}[/]{timing}: {escape((step.get('result') or '')[:200])}"
 
 
+def _rerank(out: dict) -> str:
+    order = "; ".join(escape(p.get("title") or p["id"]) for p in out.get("passages", []))
+    trials = out.get("trials") or []
+    if out.get("voted"):
+        return f"voted [bold]{escape(out.get('vote_answer', ''))}[/] over {len(trials)} orders"
+    if not trials:
+        return f"order: {order}"
+    return (f"re-ranked after {len(trials)} orders ({out.get('tokens_evaluated', 0)} of "
+            f"{out.get('tokens_prompted', 0)} prompt tokens evaluated): {order}")
+
+
 SUMMARIES: dict[str, Callable[[dict], str]] = {
+    "moi_rerank": _rerank,
     "agent_step": _agent_decision,
     "execute_tool": _tool_step,
     "decompose": lambda o: "sub-questions: " + " | ".join(map(escape, o["sub_questions"])),

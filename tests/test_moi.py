@@ -354,3 +354,16 @@ def test_moi_switches_into_compose_rag_by_override():
     assert [e.to for e in spec.edges_from("retrieve")] == ["rerank"]
     assert [e.to for e in spec.edges_from("rerank")] == ["answer"]
     assert MoiRerank(load_spec("compose_rag").nodes["rerank"].params).params.mode == "keep"
+
+
+def test_trace_view_summarises_a_rerank_event():
+    from compose.trace_view import summarize_event
+
+    passages = [{"id": "p2", "title": "Second"}, {"id": "p1", "title": "First"}]
+    event = {"node": "rerank", "module": "moi_rerank", "latency_s": 1.0, "llm_calls": 2,
+             "output": {"passages": passages, "trials": [{}, {}], "tokens_prompted": 200,
+                        "tokens_evaluated": 150}}
+    text = summarize_event(event)
+    assert "re-ranked after 2 orders (150 of 200 prompt tokens evaluated): Second; First" in text
+    kept = summarize_event({**event, "output": {"passages": passages}})
+    assert "order: Second; First" in kept
