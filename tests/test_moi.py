@@ -19,14 +19,13 @@ from compose.generators.llama_cpp import reused_prefix
 from compose.graph.load import load_spec
 from compose.modules.moi import MoiRerank
 from compose.moi.aggregate import (
-    default_weights,
     design_matrix,
     estimate_utilities,
     fit_slot_weights,
     measured_mask,
     place,
 )
-from compose.moi.positions import PositionStore
+from compose.moi.positions import PositionStore, default_weights
 from compose.moi.proposals import propose
 from compose.moi.signals import majority_answer, score_passes
 from compose.moi_cli import moi_app

@@ -28,12 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.linear_model import Ridge
 
-
-def default_weights(k: int) -> np.ndarray:
-    """The fallback without fitted weights: a primacy bias, falling linearly from 1 in the
-    first slot to 0 in the last (the commonest finding for small generators). With it the
-    highest-utility passage goes first."""
-    return np.linspace(1.0, 0.0, k) if k > 1 else np.ones(1)
+from compose.moi.positions import default_weights
 
 
 def slot_matrix(orders: Sequence[Sequence[int]]) -> np.ndarray:

@@ -26,9 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from compose.config import DEFAULT_HOME
-from compose.moi.aggregate import default_weights
 
 DEFAULT_STORE = DEFAULT_HOME / "moi_positions.json"
+
+
+def default_weights(k: int) -> np.ndarray:
+    """The fallback without fitted weights: a primacy bias, falling linearly from 1 in the
+    first slot to 0 in the last (the commonest finding for small generators). With it the
+    highest-utility passage goes first."""
+    return np.linspace(1.0, 0.0, k) if k > 1 else np.ones(1)
 
 
 class PositionStore:
