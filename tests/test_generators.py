@@ -3,7 +3,6 @@ from the same GGUF), and an OpenAI-compatible server on loopback."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from compose.generators.models import resolve_gguf
 from compose.generators.openai_compat import OpenAICompatGenerator
 from compose.modules.answer import EmittedAnswer
 from compose.structured import generate_structured
+from tests.loopback import free_port
 
 QUESTION = [
     Message(role="system", content="Answer with a short phrase."),
@@ -112,12 +112,6 @@ def test_transformers_int8_quantizes_linear_layers_and_still_answers():
         [Message(role="user", content="What is the capital of France? Answer in one word.")],
         max_tokens=12)
     assert "Paris" in generation.text
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_llama_server() -> tuple[subprocess.Popen, str]:

@@ -56,8 +56,7 @@ class GraphService:
                                    __base__=RunResult, output=(self.Response, ...))
 
     def _outputs(self, state: dict[str, Any]) -> dict[str, Any]:
-        validated = self.Response.model_validate(
-            {name: state.get(name) for name in self.graph.spec.outputs})
+        validated = self.Response.model_validate(self.graph.outputs(state))
         return validated.model_dump(mode="json")
 
     async def invoke(self, request: BaseModel, with_trace: bool = False) -> RunResult:
