@@ -28,7 +28,6 @@ from compose.corpus import Passage, QAItem
 from compose.eval.metrics import exact_match, normalize_answer, token_f1
 from compose.modules.answer import Answer
 from compose.modules.moi import MoiRerank
-from compose.moi.explore import explore
 from compose.retrieval.store import ensure_index
 from compose.runtime import Runtime
 
@@ -54,11 +53,11 @@ def answer_fn(runtime: Runtime, prompt: str, max_chars: int):
     if prompt == "answer":
         module = Answer(max_passages=100, max_passage_chars=max_chars)
         return lambda q, ps: module({"question": q, "passages": ps}, runtime.context()).answer
-    moi = MoiRerank(max_passage_chars=max_chars)
+    moi = MoiRerank(max_passage_chars=max_chars, signal="consistency")
 
     def explore_one(question: str, passages: list[Passage]) -> str:
-        return explore(runtime.generator, lambda order: moi.render(question, passages, order),
-                       [list(range(len(passages)))], logprobs=False)[0].answer
+        return moi.explore(runtime.generator, question, passages,
+                           [list(range(len(passages)))])[0].answer
     return explore_one
 
 

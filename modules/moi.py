@@ -34,9 +34,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from compose.corpus import ScoredPassage
 from compose.generators.factory import get_generator
 from compose.module import Module, ModuleContext, PromptTemplate
-from compose.modules.answer import UNKNOWN, format_passages
+from compose.modules.answer import (
+    UNKNOWN,
+    Answer,
+    AnswerInput,
+    EmittedAnswer,
+    format_passages,
+)
 from compose.moi.aggregate import estimate_utilities, place
-from compose.moi.explore import explore
+from compose.moi.explore import ExplorePass, explore
 from compose.moi.positions import PositionStore
 from compose.moi.proposals import Strategy, propose
 from compose.moi.signals import Signal, majority_answer, score_passes
@@ -93,6 +99,11 @@ class MoiParams(BaseModel):
     scoring_model: str | None = Field(
         default=None, description="A smaller model for the exploratory passes (name or GGUF "
         "path, graph's generator settings otherwise); None uses the graph's generator.")
+    layout: Literal["shared_prefix", "answer"] = Field(
+        default="shared_prefix", description="Exploratory prompt. shared_prefix: instructions "
+        "and question before the passages, so the M prompts share a KV prefix; answer: the "
+        "answer module's own prompt (passages, then question), so each pass gives the answer "
+        "the final node would give for that order, with nothing but the system text to share.")
     max_passage_chars: int = Field(default=700, ge=50)
     max_answer_tokens: int = Field(default=48, ge=8)
     seed: int = Field(default=0, description="For the random strategy and shuffle mode.")
@@ -145,8 +156,26 @@ class MoiRerank(Module):
         return np.random.default_rng([self.params.seed, zlib.crc32(question.encode())])
 
     def render(self, question: str, passages: list[ScoredPassage], order: list[int]):
-        shown = format_passages([passages[p] for p in order], self.params.max_passage_chars)
-        return self.prompt.render(question=question, passages=shown)
+        shown = [passages[p] for p in order]
+        if self.params.layout == "answer":
+            answer = Answer(max_passage_chars=self.params.max_passage_chars,
+                            max_passages=len(shown))
+            return answer.prompt.render(**answer.prompt_fields(
+                AnswerInput(question=question, passages=shown)))
+        return self.prompt.render(
+            question=question, passages=format_passages(shown, self.params.max_passage_chars))
+
+    def explore(self, scorer, question: str, passages: list[ScoredPassage],
+                orders: list[list[int]], on_generation=None) -> list[ExplorePass]:
+        """The exploratory passes over ``orders``, in this module's layout."""
+        in_answer_layout = self.params.layout == "answer"
+        return explore(
+            scorer, lambda order: self.render(question, passages, order), orders,
+            logprobs=self.logprobs,
+            max_tokens=max(self.params.max_answer_tokens, Answer.max_tokens)
+            if in_answer_layout else self.params.max_answer_tokens,
+            json_schema=EmittedAnswer.model_json_schema() if in_answer_layout else None,
+            on_generation=on_generation)
 
     def run(self, inp: MoiInput, ctx: ModuleContext) -> MoiOutput:
         passages, k = inp.passages, len(inp.passages)
@@ -156,10 +185,8 @@ class MoiRerank(Module):
             return MoiOutput(passages=[passages[p] for p in self.rng(inp.question).permutation(k)])
         scorer = self.scorer(ctx)
         orders = propose(self.params.strategy, k, self.params.m, self.rng(inp.question))
-        passes = explore(scorer, lambda order: self.render(inp.question, passages, order),
-                         orders, logprobs=self.logprobs,
-                         max_tokens=self.params.max_answer_tokens,
-                         on_generation=ctx.stats.add_generation)
+        passes = self.explore(scorer, inp.question, passages, orders,
+                              on_generation=ctx.stats.add_generation)
         answers = [p.answer for p in passes]
         scores = score_passes(self.signal, answers, [p.mean_logprob for p in passes],
                               inp.references)

@@ -17,6 +17,7 @@ from compose.corpus import ScoredPassage
 from compose.generators.base import Generation
 from compose.generators.llama_cpp import reused_prefix
 from compose.graph.load import load_spec
+from compose.modules.answer import Answer, AnswerInput
 from compose.modules.moi import MoiRerank
 from compose.moi.aggregate import (
     design_matrix,
@@ -283,6 +284,26 @@ def test_fitted_weights_decide_the_slot(tmp_path):
         {"question": "Where?", "passages": passages_with_gold_at(1)}, fake_context(favoured=(4,)))
     assert out.weights_source == "fitted" and out.passages[3].id == "gold"
     assert max(out.utilities, key=lambda u: u.utility).id == "gold"
+
+
+def test_answer_layout_explores_with_the_answer_prompt(tmp_path):
+    """Vote over the answer module's own prompts: each pass is the answer the final node
+    would give for that order (the fake answers right only with the gold passage first)."""
+    ctx = fake_context()
+    passages = passages_with_gold_at(4)
+    out = MoiRerank(mode="vote", layout="answer", weights_path=str(tmp_path / "w.json"))(
+        {"question": "Where was the designer born?", "passages": passages}, ctx)
+    prompts = ctx.runtime.generator.prompts
+    assert len(prompts) == 5 and not any(p.startswith("Question:") for p in prompts)
+    by_id = {p.id: p for p in passages}
+    answer = Answer(max_passages=5)
+    for trial in out.trials:
+        shown = [by_id[i] for i in trial.order]
+        expected = answer.prompt.render(**answer.prompt_fields(
+            AnswerInput(question="Where was the designer born?", passages=shown)))
+        assert expected[-1].content in prompts
+    assert out.voted and out.vote_answer == "Caskel"
+    assert [t.answer for t in out.trials].count("unknown") == 4
 
 
 def test_keep_and_shuffle_make_no_call():

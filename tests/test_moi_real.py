@@ -11,6 +11,7 @@ import llama_cpp
 import pytest
 from typer.testing import CliRunner
 
+from compose.modules.answer import Answer
 from compose.modules.moi import MoiRerank
 from compose.modules.retrieve import Retrieve
 from compose.moi.explore import explore
@@ -39,6 +40,20 @@ def test_moi_rerank_runs_on_the_real_model(real_runtime, retrieved, tmp_path):
     question_tokens = module.scorer(ctx).count_tokens(QUESTION)
     assert out.trials[1].cached_tokens > question_tokens
     assert out.tokens_evaluated == out.tokens_prompted - sum(t.cached_tokens for t in out.trials)
+
+
+def test_answer_layout_passes_are_the_answer_modules_answers(real_runtime, retrieved):
+    """In the answer layout an exploratory pass over the retrieval order is exactly the call
+    the final answer node makes: same prompt, same schema, same greedy answer."""
+    ctx = real_runtime.context()
+    module = MoiRerank(mode="vote", strategy="prior", m=2, layout="answer",
+                       max_passage_chars=200)
+    out = module({"question": QUESTION, "passages": retrieved}, ctx)
+    final = Answer(max_passages=3, max_passage_chars=200)(
+        {"question": QUESTION, "passages": retrieved}, real_runtime.context())
+    assert out.trials[0].order == [p.id for p in retrieved]
+    assert out.trials[0].answer == final.answer
+    assert out.vote_answer in {t.answer for t in out.trials}
 
 
 def test_cached_tokens_match_llama_cpp_counters(real_runtime, retrieved):

@@ -45,14 +45,17 @@ class ExplorePass(BaseModel):
 
 def explore(generator, render: Callable[[list[int]], list[Message]],
             orders: Sequence[Sequence[int]], *, logprobs: bool, max_tokens: int = 48,
+            json_schema: dict | None = None,
             on_generation: Callable[[Generation], None] | None = None) -> list[ExplorePass]:
     """Generate one short answer per order (``render`` builds an order's prompt, question
-    first); results come back in the order of ``orders``."""
+    first to share a prefix); results come back in the order of ``orders``. ``json_schema``
+    (default: ``ShortAnswer``) must have a string ``answer`` field."""
     results: dict[int, ExplorePass] = {}
     with exclusive(generator):
         for index in sorted(range(len(orders)), key=lambda i: list(orders[i])):
             order = list(orders[index])
-            generation = generator.generate(render(order), json_schema=SHORT_ANSWER_SCHEMA,
+            generation = generator.generate(render(order),
+                                            json_schema=json_schema or SHORT_ANSWER_SCHEMA,
                                             max_tokens=max_tokens, temperature=0.0,
                                             logprobs=logprobs)
             if on_generation is not None:

@@ -20,7 +20,6 @@ from pydantic import BaseModel
 
 from compose.corpus import QAItem
 from compose.modules.retrieve import Retrieve
-from compose.moi.explore import explore
 from compose.moi.proposals import propose
 from compose.moi.signals import score_passes
 
@@ -47,10 +46,7 @@ def collect_samples(runtime, questions: Iterable[QAItem], *, module, k: int,
         if len(passages) < k:
             continue
         orders = propose(module.params.strategy, k, module.params.m, module.rng(item.question))
-        passes = explore(module.scorer(ctx),
-                         lambda order, q=item.question, ps=passages: module.render(q, ps, order),
-                         orders, logprobs=module.logprobs,
-                         max_tokens=module.params.max_answer_tokens)
+        passes = module.explore(module.scorer(ctx), item.question, passages, orders)
         scores = score_passes(module.signal, [p.answer for p in passes],
                               [p.mean_logprob for p in passes], item.answers)
         sample = Sample(id=item.id, orders=orders, scores=scores,
