@@ -1,4 +1,6 @@
-"""``bench/compare_runs.py``: the paired comparison the MoI figures are reported with."""
+"""The bench scripts whose tables the MoI figures are reported with: ``compare_runs.py``
+(paired comparison of evaluation runs) and ``moi_signals.py`` (do the passes find the gold
+passages?)."""
 
 from __future__ import annotations
 
@@ -9,15 +11,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "compare_runs.py"
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
 def compare_runs():
-    spec = importlib.util.spec_from_file_location("compare_runs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("compare_runs")
+
+
+@pytest.fixture(scope="module")
+def moi_signals():
+    return load_script("moi_signals")
 
 
 def record(qid: str, em: float, f1: float, **extra) -> dict:
@@ -66,3 +77,25 @@ def test_disjoint_runs_are_refused(tmp_path: Path, compare_runs) -> None:
     two = compare_runs.load(write(tmp_path / "2.jsonl", [record("b", 1, 1)]))
     with pytest.raises(SystemExit, match="share no question"):
         compare_runs.compare([("one", one), ("two", two)])
+
+
+def test_pairwise_auc(moi_signals) -> None:
+    assert moi_signals.pairwise_auc([3.0, 1.0, 2.0], [True, False, False]) == 1.0
+    assert moi_signals.pairwise_auc([1.0, 1.0], [True, False]) == 0.5
+    assert moi_signals.pairwise_auc([1.0, 2.0], [True, True]) is None
+
+
+def test_oracle_utilities_rank_the_passage_that_answers_first(moi_signals) -> None:
+    """Only the order with the gold passage in the strongest slot answers right: the oracle
+    signal ranks it first; a constant outcome (no signal) ranks nothing."""
+    record = {
+        "retrieved_ids": ["b", "g", "a"], "gold_ids": ["g"], "answers": ["Caskel"],
+        "outputs": {"trials": [
+            {"order": ["g", "a", "b"], "answer": "Caskel", "mean_logprob": -0.5},
+            {"order": ["a", "b", "g"], "answer": "Velmora", "mean_logprob": -0.5},
+            {"order": ["b", "g", "a"], "answer": "Velmora", "mean_logprob": -0.5},
+        ]},
+    }
+    aucs, varying = moi_signals.question_aucs(record, np.array([1.0, 0.5, 0.0]), 0.1)
+    assert aucs["oracle"] == 1.0 and aucs["retriever"] == 0.5  # g is ranked 2nd of 3
+    assert aucs["logprob"] == 0.5 and varying == {"oracle", "consistency"}
