@@ -53,7 +53,7 @@ def answer_fn(runtime: Runtime, prompt: str, max_chars: int):
     if prompt == "answer":
         module = Answer(max_passages=100, max_passage_chars=max_chars)
         return lambda q, ps: module({"question": q, "passages": ps}, runtime.context()).answer
-    moi = MoiRerank(max_passage_chars=max_chars, signal="consistency")
+    moi = MoiRerank(max_passage_chars=max_chars, signal="consistency")  # no logprobs needed
 
     def explore_one(question: str, passages: list[Passage]) -> str:
         return moi.explore(runtime.generator, question, passages,

@@ -9,7 +9,9 @@ largest weight. The final answer is the next node's job (one more generator call
 
 The exploratory prompt puts instructions and question before the passages, so the M prompts
 share a prefix whose KV state llama.cpp reuses; ``tokens_evaluated`` against
-``tokens_prompted`` (M x prompt length) reports the saving. Slot weights come from
+``tokens_prompted`` (M x prompt length) reports the saving. ``layout="answer"`` explores with
+the answer node's own prompt instead: a small model may answer much worse with the question
+first, and then the passes measure the wrong prompt. Slot weights come from
 ``composerag moi fit-positions`` (per model), else a primacy default - see
 ``compose.moi.positions``. ``mode`` also provides the baselines the method is compared with:
 ``keep`` (the retrieval order), ``shuffle`` (one random order) and ``vote`` (the majority
@@ -172,8 +174,7 @@ class MoiRerank(Module):
         return explore(
             scorer, lambda order: self.render(question, passages, order), orders,
             logprobs=self.logprobs,
-            max_tokens=max(self.params.max_answer_tokens, Answer.max_tokens)
-            if in_answer_layout else self.params.max_answer_tokens,
+            max_tokens=Answer.max_tokens if in_answer_layout else self.params.max_answer_tokens,
             json_schema=EmittedAnswer.model_json_schema() if in_answer_layout else None,
             on_generation=on_generation)
 

@@ -47,9 +47,9 @@ def explore(generator, render: Callable[[list[int]], list[Message]],
             orders: Sequence[Sequence[int]], *, logprobs: bool, max_tokens: int = 48,
             json_schema: dict | None = None,
             on_generation: Callable[[Generation], None] | None = None) -> list[ExplorePass]:
-    """Generate one short answer per order (``render`` builds an order's prompt, question
-    first to share a prefix); results come back in the order of ``orders``. ``json_schema``
-    (default: ``ShortAnswer``) must have a string ``answer`` field."""
+    """Generate one short answer per order (``render`` builds an order's prompt); results
+    come back in the order of ``orders``. ``json_schema`` (default: ``ShortAnswer``) must
+    have a string ``answer`` field."""
     results: dict[int, ExplorePass] = {}
     with exclusive(generator):
         for index in sorted(range(len(orders)), key=lambda i: list(orders[i])):
