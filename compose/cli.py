@@ -323,6 +323,7 @@ def index_build(
     """Embed a corpus and write FAISS + BM25 indexes with a manifest."""
     from compose.corpus import load_corpus
     from compose.retrieval.index import build_index
+    from compose.retrieval.index_output import IndexOutputError
 
     if index_type not in ("flat", "hnsw"):
         fail("--type must be flat or hnsw")
@@ -330,8 +331,11 @@ def index_build(
         passages = load_corpus(corpus)
     except (OSError, ValueError) as exc:
         fail(str(exc))
-    manifest = build_index(passages, out_dir, encoder=encoder, index_type=index_type,
-                           batch_size=batch_size)
+    try:
+        manifest = build_index(passages, out_dir, encoder=encoder, index_type=index_type,
+                               batch_size=batch_size)
+    except IndexOutputError as exc:
+        fail(str(exc))
     out.print(f"[green]built[/] {out_dir}: {manifest.count} passages, {manifest.index_type}, "
               f"dim {manifest.dimension}, {manifest.build_seconds:.1f} s")
 
@@ -378,6 +382,7 @@ def evaluate(
 ) -> None:
     """Evaluate a graph on a benchmark; resumes where an interrupted run stopped."""
     from compose.eval.report import summarize, summary_table
+    from compose.eval.results_file import ResultsLockedError
     from compose.eval.runner import ResumeMismatchError, run_eval
 
     dataset_name = dataset.split(":", 1)[0]
@@ -390,7 +395,7 @@ def evaluate(
                            ray_address=ray_address, retry_errors=retry_errors,
                            show_progress=sys.stderr.isatty())
     except (GraphValidationError, YamlSyntaxError, FileNotFoundError, ValueError,
-            ResumeMismatchError) as exc:
+            ResumeMismatchError, ResultsLockedError) as exc:
         fail(str(exc))
     out.print(summary_table(f"{graph} on {dataset_name}", summarize(records)))
     out.print(f"[dim]per-question results: {out_file}[/]")

@@ -36,7 +36,24 @@ class GeneratorConfig(StrictModel):
         default=None, description="Environment variable holding the server's API key."
     )
     n_ctx: int = Field(default=4096, ge=256)
-    n_threads: int | None = Field(default=None, ge=1)
+    n_threads: int | None = Field(
+        default=None, ge=1, description="llama_cpp threads for prefill and decode alike; None "
+        "is the cores this process may use (OMP_NUM_THREADS when set, as Ray sets it for a "
+        "worker's share, else the CPU affinity mask).")
+    fast_format: Literal["auto", "bf16", "q8_0", "f16", "q4_0", "iq4_nl", "none"] = Field(
+        default="auto", description="llama_cpp, packaged models only: run a copy converted "
+        "once to this type, which has a fast CPU path (the shipped Q4_1 has none). auto: "
+        "bf16 where the CPU has BF16 dot products, else q8_0 (both keep the answers; q4_0 "
+        "and iq4_nl are faster but lose some); none: the shipped file. A GGUF path is always "
+        "used as given.")
+    flash_attn: bool = Field(default=True, description="llama_cpp: flash attention.")
+    n_batch: int = Field(default=512, ge=32, description="llama_cpp: prompt tokens per decode.")
+    n_ubatch: int = Field(default=512, ge=32, description="llama_cpp: physical batch size.")
+    parallel_sequences: int = Field(
+        default=1, ge=1, le=64, description="llama_cpp: short independent prompts (MoI's "
+        "exploratory passes) decoded as up to this many parallel sequences of one batch. 1 "
+        "(the default) runs them one after another, which measured as fast here, since "
+        "prefill dominates (bench/generators.py).")
     int8: bool = Field(default=False, description="transformers: INT8 dynamic quantization.")
     seed: int = 0
     timeout_s: float = Field(default=120.0, gt=0)
@@ -53,6 +70,9 @@ class GeneratorConfig(StrictModel):
     )
 
 
+EncoderRuntime = Literal["auto", "onnx", "torch"]
+
+
 class RetrieverConfig(StrictModel):
     index: str | None = Field(default=None, description="Directory of a built index.")
     mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
@@ -60,6 +80,16 @@ class RetrieverConfig(StrictModel):
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
     hnsw_ef_search: int = Field(
         default=128, ge=1, description="HNSW search breadth: higher is slower and more exact.")
+    encoder_runtime: EncoderRuntime = Field(
+        default="auto",
+        description="What embeds queries. 'onnx': onnxruntime, no torch import (the encoder "
+        "is exported to ONNX once and cached under ~/.cache/composerag/onnx); 'torch': "
+        "sentence-transformers; 'auto': $COMPOSERAG_ENCODER_RUNTIME if set, else ONNX when "
+        "onnxruntime is installed, else torch. Vectors agree to within 1e-4, so an index "
+        "built on either runtime serves both.")
+    encoder_threads: int | None = Field(
+        default=None, ge=1,
+        description="onnxruntime intra-op threads for the encoder (default: all cores).")
 
 
 class CacheConfig(StrictModel):

@@ -28,9 +28,6 @@ from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.cluster import HDBSCAN, KMeans
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import silhouette_score
 
 from compose.module import Module, ModuleContext
 from compose.modules.interpretation import Interpretation
@@ -83,6 +80,12 @@ class Clustering(BaseModel):
 
 def cluster_labels(vectors: np.ndarray, params: ConsolidateParams) -> np.ndarray:
     """One label per row; ``NOISE`` marks rows in no cluster (HDBSCAN only)."""
+    # Imported on use: scikit-learn takes seconds to import, and every built-in module is
+    # registered when any graph loads.
+    from sklearn.cluster import HDBSCAN, KMeans
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import silhouette_score
+
     n = len(vectors)
     if n < max(params.min_cluster_size, params.min_samples):
         return np.full(n, NOISE)

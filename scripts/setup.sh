@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Set up a fresh machine: a .venv with composerag and everything its tests use.
 #
-# llama-cpp-python compiles from source. Its default native build emits AMX instructions on
-# CPUs that advertise AMX, which crash (SIGILL) on virtual machines that do not enable it, so
-# it is built once with AMX off into a local wheelhouse and installed from there.
+# llama-cpp-python compiles from source, here with llama.cpp's dynamic CPU backends: one
+# kernel library per instruction-set level (AVX2, AVX512, AVX512-VNNI/BF16 as on Zen 4, AMX...),
+# of which composerag registers the best one this machine really runs (compose/generators/
+# cpu_backend.py: AMX only when the kernel grants it, since VMs that advertise AMX without
+# enabling it crash in that variant). Built once (about 10 minutes on 2 cores) into a local
+# wheelhouse keyed by the build flags, and installed from there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 LLAMA_VERSION=0.3.36
-WHEELS=${COMPOSERAG_WHEELHOUSE:-$HOME/.cache/composerag/wheels}
-LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
--DGGML_AVX512=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+# GGML_BACKEND_DIR is typed STRING so CMake keeps it relative: the variants then install into
+# the wheel's llama_cpp/lib beside libggml.so. LLAVA (multimodal) is not used by composerag.
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON \
+-DGGML_BACKEND_DIR:STRING=llama_cpp/lib -DLLAVA_BUILD=OFF"
+BUILD_KEY=$(printf '%s %s' "$LLAMA_VERSION" "$LLAMA_CMAKE_ARGS" | sha256sum | cut -c1-12)
+WHEELS=${COMPOSERAG_WHEELHOUSE:-$HOME/.cache/composerag/wheels}/$BUILD_KEY
 
 # graphviz's `dot` renders `composerag show --png`; optional, so a failure only warns.
 if ! command -v dot >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -26,10 +32,22 @@ python -m pip install -q --upgrade pip setuptools wheel
 
 mkdir -p "$WHEELS"
 if ! compgen -G "$WHEELS/llama_cpp_python-$LLAMA_VERSION-*.whl" >/dev/null; then
-  echo "Building llama-cpp-python $LLAMA_VERSION (once; about 10-15 minutes on 2 cores)..."
-  CMAKE_ARGS="$LLAMA_CMAKE_ARGS" python -m pip wheel --no-deps --no-cache-dir \
+  echo "Building llama-cpp-python $LLAMA_VERSION with CPU variants (once; about 10 minutes on 2 cores)..."
+  CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) CMAKE_ARGS="$LLAMA_CMAKE_ARGS" \
+    python -m pip wheel --no-deps --no-cache-dir \
     "llama-cpp-python==$LLAMA_VERSION" -w "$WHEELS"
 fi
 python -m pip install -q --find-links "$WHEELS" "llama-cpp-python==$LLAMA_VERSION"
+# A venv from before the variant build holds the same version without the variants: replace it.
+if ! python - <<'PY'
+import importlib.util, pathlib, sys
+spec = importlib.util.find_spec("llama_cpp")
+lib = pathlib.Path(spec.origin).parent / "lib"
+sys.exit(0 if any(lib.glob("libggml-cpu-*.so")) else 1)
+PY
+then
+  python -m pip install -q --force-reinstall --no-deps --find-links "$WHEELS" \
+    "llama-cpp-python==$LLAMA_VERSION"
+fi
 python -m pip install -q --find-links "$WHEELS" -e ".[dev]"
 echo "composerag is installed in .venv"

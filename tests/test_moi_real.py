@@ -57,20 +57,24 @@ def test_answer_layout_passes_are_the_answer_modules_answers(real_runtime, retri
 
 
 def test_cached_tokens_match_llama_cpp_counters(real_runtime, retrieved):
+    """The passes run as parallel sequences: llama.cpp's own counters of evaluated tokens
+    equal the prompt tokens not taken from the shared prefix plus the fed answer tokens."""
     module = MoiRerank(max_passage_chars=200)
     generator = real_runtime.generator
-    counted: list[int] = []
+    generator.short_answers([module.render(QUESTION, retrieved, [0, 1, 2])])  # make the context
 
-    def count(_generation):
-        counted.append(llama_cpp.llama_perf_context(generator.llama.ctx).n_p_eval)
+    def evaluated() -> int:
+        perf = llama_cpp.llama_perf_context(generator._parallel._context.ctx)
+        return perf.n_p_eval + perf.n_eval
 
-    count(None)
+    before, decoded = evaluated(), []
     passes = explore(generator, lambda order: module.render(QUESTION, retrieved, order),
-                     [[0, 1, 2], [1, 2, 0], [2, 0, 1]], logprobs=False, on_generation=count)
-    evaluated = [after - before for before, after in zip(counted, counted[1:], strict=False)]
-    # Passes after the first: prompt tokens evaluated = prompt length - reused prefix.
-    assert [p.tokens_in - p.cached_tokens for p in passes[1:]] == evaluated[1:]
-    assert all(p.cached_tokens > 0 for p in passes[1:])
+                     [[0, 1, 2], [1, 2, 0], [2, 0, 1]], logprobs=True,
+                     on_generation=lambda generation: decoded.append(generation.tokens_out))
+    # Each answer's last token ends it and is never fed back.
+    assert evaluated() - before == (sum(p.tokens_in - p.cached_tokens for p in passes)
+                                    + sum(out - 1 for out in decoded))
+    assert passes[0].cached_tokens == 0 and all(p.cached_tokens > 0 for p in passes[1:])
 
 
 @pytest.mark.slow

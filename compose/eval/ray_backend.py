@@ -67,6 +67,13 @@ class EvalWorker:
                             self.job.metric_names, self.job.judge)
 
 
+def worker_threads_env(cpus_per_worker: float) -> dict[str, str]:
+    """Each worker's llama.cpp threads (prefill and decode) are its CPU share, and its OpenMP
+    threads sleep when idle: workers share cores, where spinning threads slow each other
+    several-fold (bench/generators.py, the busy-process rows)."""
+    return {"OMP_NUM_THREADS": str(max(1, int(cpus_per_worker))), "OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def start_ray(address: str | None, cpus_needed: int) -> None:
     """Join the cluster at ``address`` ("auto": the one ``ray start`` made here), or start a
     private local instance with room for every worker (oversubscribed rather than stuck)."""
@@ -87,7 +94,9 @@ def evaluate_on_ray(todo: list[QAItem], job: EvalJob, *, workers: int,
     if workers < 1:
         raise ValueError("--workers must be at least 1")
     start_ray(address, int(workers * cpus_per_worker + 0.999))
-    actors = [EvalWorker.options(num_cpus=cpus_per_worker).remote(job) for _ in range(workers)]
+    actors = [EvalWorker.options(num_cpus=cpus_per_worker,
+                                 runtime_env={"env_vars": worker_threads_env(cpus_per_worker)}
+                                 ).remote(job) for _ in range(workers)]
     try:
         pool = ActorPool(actors)
         yield from pool.map(lambda actor, item: actor.evaluate.remote(item.model_dump()), todo)

@@ -4,7 +4,8 @@ Each question's result is appended to a JSONL file and fsynced before the next q
 starts, so a killed run loses at most the question in flight; on restart the runner drops a
 torn last line, skips the ids already present and appends the rest. A sidecar ``.meta.json``
 records what the file was produced with, and a resume with different settings is refused
-instead of mixing results.
+instead of mixing results. The file is locked for the whole run, reading it keeps every
+intact record around a damaged line (``compose.eval.results_file``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from compose.api import load_graph
 from compose.corpora.benchmarks import load_benchmark
 from compose.corpus import QAItem
 from compose.eval.metrics import compute_metrics, normalize_answer
+from compose.eval.results_file import drop_records, read_done, results_lock
 from compose.modules.answer import UNKNOWN
 from compose.retrieval.store import ensure_index
 from compose.trace import totals
@@ -90,36 +92,28 @@ def append_line(path: Path, data: dict) -> None:
         handle.write(json.dumps(data, ensure_ascii=False) + "\n")
 
 
-def read_done(path: Path) -> list[dict]:
-    """Completed records; a torn final line (killed mid-write) is cut off the file."""
-    if not path.exists():
-        return []
-    records, good_bytes = [], 0
-    with open(path, "rb") as handle:
-        for raw in handle:
-            try:
-                records.append(json.loads(raw))
-            except json.JSONDecodeError:
-                break
-            if not raw.endswith(b"\n"):
-                records.pop()
-                break
-            good_bytes += len(raw)
-    if good_bytes != path.stat().st_size:
-        with open(path, "r+b") as handle:
-            handle.truncate(good_bytes)
-    return records
-
-
-def rewrite_records(path: Path, records: list[dict]) -> None:
-    """Replace the results file atomically: a crash leaves the old file or the new one."""
-    partial = path.with_suffix(".rewrite.tmp")
-    with open(partial, "w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
+def open_results(out: Path, settings: EvalSettings, *, restart: bool,
+                 retry_errors: bool) -> list[dict]:
+    """The records already in ``out`` that count as done, after refusing a resume with other
+    settings; the caller holds the file's lock. The sidecar is written only once the file
+    has been read, so a file refused as not-results gets none."""
+    meta_path = out.with_suffix(".meta.json")
+    if restart:
+        out.unlink(missing_ok=True)
+    if out.exists() and meta_path.exists():
+        previous = EvalSettings.model_validate_json(meta_path.read_text())
+        if previous.model_dump(exclude={"limit"}) != settings.model_dump(exclude={"limit"}):
+            raise ResumeMismatchError(
+                f"{out} was produced with other settings ({previous.model_dump()}); "
+                "pass --restart to start over or choose another --out"
+            )
+    done = read_done(out)
+    meta_path.write_text(settings.model_dump_json(indent=2))
+    failed = {r["id"] for r in done if r.get("error")}
+    if retry_errors and failed:
+        drop_records(out, failed)
+        done = [r for r in done if r["id"] not in failed]
+    return done
 
 
 def evaluate_one(graph, item: QAItem, recall_k: int, metric_names: list[str],
@@ -195,72 +189,61 @@ def run_eval(
         raise ValueError(f"unknown eval backend {backend!r}; use local or ray")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    data = load_benchmark(dataset)
-    questions = data.questions[:limit] if limit else data.questions
-    index = ensure_index(data.corpus, data.name, root=index_root, show_progress=show_progress)
-    graph = load_graph(graph_name, index=index, overrides=overrides, cache=cache,
-                       cache_path=cache_path)
-    settings = EvalSettings(
-        graph=graph_name, dataset=dataset, limit=limit, overrides=overrides or [],
-        spec_sha=hashlib.sha256(graph.spec.model_dump_json().encode()).hexdigest()[:16],
-        model=graph.spec.generator.model, recall_k=recall_k, judge=judge,
-    )
-    meta_path = out.with_suffix(".meta.json")
-    traces_path = out.with_suffix(".traces.jsonl")
-    if restart:
-        out.unlink(missing_ok=True)
-    if out.exists() and meta_path.exists():
-        previous = EvalSettings.model_validate_json(meta_path.read_text())
-        if previous.model_dump(exclude={"limit"}) != settings.model_dump(exclude={"limit"}):
-            raise ResumeMismatchError(
-                f"{out} was produced with other settings ({previous.model_dump()}); "
-                "pass --restart to start over or choose another --out"
-            )
-    meta_path.write_text(settings.model_dump_json(indent=2))
-    done = read_done(out)
-    if retry_errors and any(r.get("error") for r in done):
-        done = [r for r in done if not r.get("error")]
-        rewrite_records(out, done)
-    done_ids = {r["id"] for r in done}
-    metric_names = ["em", "f1", f"recall@{recall_k}", "ungrounded", "citation_precision",
-                    "abstained"]
-    if judge:
-        metric_names.append("ungrounded_judge")
-    if any("qa_pairs" in q.meta for q in questions):
-        metric_names.append("str_em")
-    metric_names += [name for name in data.metrics if name not in metric_names]
-    todo = [q for q in questions if q.id not in done_ids]
-    if backend == "ray" and todo:
-        from compose.eval.ray_backend import EvalJob, evaluate_on_ray
+    with results_lock(out):  # held until the last record is written
+        data = load_benchmark(dataset)
+        questions = data.questions[:limit] if limit else data.questions
+        index = ensure_index(data.corpus, data.name, root=index_root,
+                             show_progress=show_progress)
+        graph = load_graph(graph_name, index=index, overrides=overrides, cache=cache,
+                           cache_path=cache_path)
+        settings = EvalSettings(
+            graph=graph_name, dataset=dataset, limit=limit, overrides=overrides or [],
+            spec_sha=hashlib.sha256(graph.spec.model_dump_json().encode()).hexdigest()[:16],
+            model=graph.spec.generator.model, recall_k=recall_k, judge=judge,
+        )
+        traces_path = out.with_suffix(".traces.jsonl")
+        done = open_results(out, settings, restart=restart, retry_errors=retry_errors)
+        done_ids = {r["id"] for r in done}
+        metric_names = ["em", "f1", f"recall@{recall_k}", "ungrounded", "citation_precision",
+                        "abstained"]
+        if judge:
+            metric_names.append("ungrounded_judge")
+        if any("qa_pairs" in q.meta for q in questions):
+            metric_names.append("str_em")
+        metric_names += [name for name in data.metrics if name not in metric_names]
+        todo = [q for q in questions if q.id not in done_ids]
+        if backend == "ray" and todo:
+            from compose.eval.ray_backend import EvalJob, evaluate_on_ray
 
-        job = EvalJob(graph=_absolute(graph_name), dataset=_absolute_dataset(dataset),
-                      overrides=overrides or [], cache=cache,
-                      cache_path=_absolute(cache_path) if cache_path else None,
-                      index_root=_absolute(index_root) if index_root else None,
-                      recall_k=recall_k, judge=judge, metric_names=metric_names)
-        results = evaluate_on_ray(todo, job, workers=workers, address=ray_address)
-    else:
-        results = (evaluate_one(graph, item, recall_k, metric_names, judge) for item in todo)
-    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
-    with open(out, "a", encoding="utf-8") as handle, Progress(
-        *columns, disable=not show_progress, console=Console(stderr=True)
-    ) as progress:
-        task = progress.add_task(f"{graph_name} on {data.name}", total=len(questions),
-                                 completed=len(questions) - len(todo))
-        for record in results:
-            trace = record.pop("trace")
-            if save_traces:
-                append_line(traces_path, {"id": record["id"], "question": record["question"],
-                                          "trace": trace})
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-            done.append(record)
-            progress.advance(task)
-    wanted = {q.id for q in questions}
-    corpus = {p.id: p for p in data.corpus}
-    return [rescore(r, corpus, metric_names) for r in done if r["id"] in wanted]
+            job = EvalJob(graph=_absolute(graph_name), dataset=_absolute_dataset(dataset),
+                          overrides=overrides or [], cache=cache,
+                          cache_path=_absolute(cache_path) if cache_path else None,
+                          index_root=_absolute(index_root) if index_root else None,
+                          recall_k=recall_k, judge=judge, metric_names=metric_names)
+            results = evaluate_on_ray(todo, job, workers=workers, address=ray_address)
+        else:
+            results = (evaluate_one(graph, item, recall_k, metric_names, judge)
+                       for item in todo)
+        columns = ("[progress.description]{task.description}", BarColumn(),
+                   MofNCompleteColumn(), TimeElapsedColumn())
+        with open(out, "a", encoding="utf-8") as handle, Progress(
+            *columns, disable=not show_progress, console=Console(stderr=True)
+        ) as progress:
+            task = progress.add_task(f"{graph_name} on {data.name}", total=len(questions),
+                                     completed=len(questions) - len(todo))
+            for record in results:
+                trace = record.pop("trace")
+                if save_traces:
+                    append_line(traces_path, {"id": record["id"],
+                                              "question": record["question"], "trace": trace})
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+                done.append(record)
+                progress.advance(task)
+        wanted = {q.id for q in questions}
+        corpus = {p.id: p for p in data.corpus}
+        return [rescore(r, corpus, metric_names) for r in done if r["id"] in wanted]
 
 
 def _absolute(path: str | Path) -> str:

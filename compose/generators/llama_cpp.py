@@ -7,11 +7,21 @@ llama.cpp keeps the KV state of the previous prompt and re-evaluates only from t
 where the next prompt differs, so prompts that share a leading part (instructions + question)
 are cheap after the first; ``Generation.cached_tokens`` reports how many prompt tokens were
 skipped that way, and ``exclusive()`` holds the model so a run of such calls stays together.
+
+Greedy calls (temperature 0, what modules use) decode in ``llama_decode``, which consults the
+JSON-schema grammar only when the model's top token breaks it (twice the decode speed of
+llama-cpp-python's sampler) and reads token logprobs from each step's logits; sampled calls
+go through llama-cpp-python's ``create_chat_completion``.
+
+Loading picks the CPU kernels (``cpu_backend``), runs a packaged model from its fast-format
+copy (``fast_gguf``), and sets prefill and decode threads from one number: llama.cpp's own
+default for prefill threads is every core, which oversubscribes a process given a share.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 import weakref
@@ -23,16 +33,26 @@ from compose.generators.base import (
     Message,
     generation_from_chat_response,
 )
-from compose.generators.models import resolve_gguf
+from compose.generators.cpu_backend import ensure_cpu_backend
+from compose.generators.fast_gguf import derived_gguf, slow_type_hint
+from compose.generators.llama_decode import ChatTemplate, greedy_decode
+from compose.generators.llama_parallel import ParallelAnswers, ShortAnswer
+from compose.generators.models import known_models, resolve_gguf
 
 
 class LlamaCppGenerator:
     supports_json_schema = True
 
-    def __init__(self, llama, model_id: str, *, logprobs_enabled: bool) -> None:
+    def __init__(self, llama, model_id: str, *, logprobs_enabled: bool, n_threads: int = 1,
+                 flash_attn: bool = False, parallel_sequences: int = 1) -> None:
         self.llama = llama
         self.model_id = model_id
         self.logprobs_enabled = logprobs_enabled
+        self.n_threads = n_threads
+        self.flash_attn = flash_attn
+        self.parallel_sequences = parallel_sequences
+        self._parallel: ParallelAnswers | None = None
+        self._template: ChatTemplate | None = None
         self._lock = threading.RLock()
         # Free the model while the interpreter is intact: llama-cpp-python's own __del__ at
         # shutdown runs after its C bindings are torn down and prints a TypeError.
@@ -42,20 +62,49 @@ class LlamaCppGenerator:
     def from_config(cls, config: GeneratorConfig) -> LlamaCppGenerator:
         from llama_cpp import Llama
 
+        ensure_cpu_backend()
         path = resolve_gguf(config.model)
+        packaged = config.model in known_models()
+        if packaged:
+            path = derived_gguf(path, config.fast_format)
+        threads = config.n_threads or usable_threads()
         llama = Llama(
             model_path=str(path),
             n_ctx=config.n_ctx,
-            n_threads=config.n_threads or os.cpu_count(),
+            n_batch=config.n_batch,
+            n_ubatch=min(config.n_ubatch, config.n_batch),
+            n_threads=threads,
+            n_threads_batch=threads,
+            flash_attn=config.flash_attn,
             seed=config.seed,
             logits_all=config.logprobs,
             verbose=False,
         )
-        return cls(llama, f"gguf:{path.name}", logprobs_enabled=config.logprobs)
+        if not packaged:
+            hint = slow_type_hint(_file_type(llama), path)
+            if hint:
+                print(hint, file=sys.stderr)
+        return cls(llama, f"gguf:{path.name}", logprobs_enabled=config.logprobs,
+                   n_threads=threads, flash_attn=config.flash_attn,
+                   parallel_sequences=config.parallel_sequences)
 
     def exclusive(self) -> threading.RLock:
         """The model's lock, held across several ``generate`` calls (``with gen.exclusive():``)."""
         return self._lock
+
+    def short_answers(self, prompts: list[list[Message]], *, max_tokens: int = 48,
+                      parallel: bool | None = None) -> list[ShortAnswer]:
+        """Greedy ``{"answer": ...}`` strings with token logprobs for independent prompts,
+        decoded as parallel sequences of one batch (see ``llama_parallel``)."""
+        with self._lock:
+            if self._parallel is None:
+                self._parallel = ParallelAnswers(
+                    self.llama, n_threads=self.n_threads, flash_attn=self.flash_attn,
+                    max_sequences=self.parallel_sequences)
+                weakref.finalize(self, self._parallel.close)
+            if parallel is None:
+                parallel = self.parallel_sequences > 1
+            return self._parallel.answer(prompts, max_tokens=max_tokens, parallel=parallel)
 
     def count_tokens(self, text: str) -> int:
         return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
@@ -70,10 +119,28 @@ class LlamaCppGenerator:
         logprobs: bool = False,
         stop: list[str] | None = None,
     ) -> Generation:
-        if logprobs and not self.logprobs_enabled:
-            raise GenerationError(
-                "token logprobs need the llama_cpp model loaded with generator.logprobs: true"
-            )
+        if logprobs and temperature != 0.0 and not self.logprobs_enabled:
+            raise GenerationError("token logprobs when sampling (temperature > 0) need the "
+                                  "llama_cpp model loaded with generator.logprobs: true")
+        started = time.perf_counter()
+        if temperature == 0.0:
+            with self._lock:
+                if self._template is None:
+                    self._template = ChatTemplate(self.llama)
+                prompt, stops = self._template.tokens(messages)
+                decoded = greedy_decode(self.llama, prompt, schema=json_schema,
+                                        max_tokens=max_tokens, stop=[*stops, *(stop or [])])
+            return Generation(
+                text=decoded.text, tokens_in=decoded.tokens_in, tokens_out=decoded.tokens_out,
+                latency_s=time.perf_counter() - started, model=self.model_id,
+                token_logprobs=decoded.token_logprobs if logprobs else None,
+                cached_tokens=decoded.cached_tokens, constrained=json_schema is not None)
+        return self._sampled(messages, json_schema, max_tokens, temperature, logprobs, stop,
+                             started)
+
+    def _sampled(self, messages, json_schema, max_tokens, temperature, logprobs, stop,
+                 started) -> Generation:
+        """Temperature above 0: llama-cpp-python's own sampling chain."""
         kwargs: dict = {
             "messages": [m.model_dump() for m in messages],
             "max_tokens": max_tokens,
@@ -84,7 +151,6 @@ class LlamaCppGenerator:
             kwargs["response_format"] = {"type": "json_object", "schema": json_schema}
         if logprobs:
             kwargs.update(logprobs=True, top_logprobs=1)
-        started = time.perf_counter()
         with self._lock:
             kept = self.llama.input_ids[: self.llama.n_tokens].tolist()
             try:
@@ -101,6 +167,24 @@ class LlamaCppGenerator:
             prompt = self.llama.input_ids[: generation.tokens_in].tolist()
         generation.cached_tokens = reused_prefix(kept, prompt)
         return generation
+
+
+def usable_threads() -> int:
+    """Cores this process may use: a Ray worker's share arrives as OMP_NUM_THREADS."""
+    try:
+        share = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        share = 0
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    return min(share, available) if share > 0 else available
+
+
+def _file_type(llama) -> int | None:
+    try:
+        return int(llama.metadata.get("general.file_type", ""))
+    except ValueError:
+        return None
 
 
 def reused_prefix(kept: list[int], prompt: list[int]) -> int:

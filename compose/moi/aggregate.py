@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.linear_model import Ridge
 
 from compose.moi.positions import default_weights
 
@@ -50,8 +49,16 @@ def design_matrix(orders: Sequence[Sequence[int]], weights: np.ndarray) -> np.nd
     return np.asarray(weights, dtype=float)[slot_matrix(orders)]
 
 
+def _ridge_model(alpha: float, fit_intercept: bool):
+    # Imported on use: scikit-learn takes seconds to import, and a graph that never re-ranks
+    # must not pay for it at start-up (every built-in module is registered at load).
+    from sklearn.linear_model import Ridge
+
+    return Ridge(alpha=alpha, fit_intercept=fit_intercept)
+
+
 def _ridge(x: np.ndarray, y: np.ndarray, ridge_lambda: float) -> tuple[np.ndarray, float]:
-    model = Ridge(alpha=ridge_lambda, fit_intercept=True).fit(x, y)
+    model = _ridge_model(ridge_lambda, fit_intercept=True).fit(x, y)
     return model.coef_, float(model.intercept_)
 
 
@@ -109,8 +116,8 @@ def fit_slot_weights(samples: Sequence[tuple[Sequence[Sequence[int]], Sequence[f
             rows.append(u[np.asarray(orders, dtype=int)])  # row m, column j: u of slot j
             targets.append(np.asarray(y, dtype=float) - b)
             orientation += float(u @ prior)
-        fitted = Ridge(alpha=1e-6, fit_intercept=False).fit(np.vstack(rows),
-                                                            np.concatenate(targets)).coef_
+        fitted = _ridge_model(1e-6, fit_intercept=False).fit(
+            np.vstack(rows), np.concatenate(targets)).coef_
         fitted = -fitted if orientation < 0 else fitted
         span = fitted.max() - fitted.min()
         if span <= 1e-12:

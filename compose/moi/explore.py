@@ -7,6 +7,11 @@ lexicographic order (consecutive prompts then share the longest prefixes) while 
 is held (``exclusive``) so no other call evicts that state; each pass records the prompt
 length and how many of its tokens came from the cache.
 
+A llama.cpp generator runs the M passes as parallel sequences of one batch instead
+(``short_answers``: shared prefix evaluated once, answers decoded together, only the answer
+string decoded, log-probabilities without ``logits_all``); other backends take the sequential
+path above.
+
 Usage::
 
     passes = explore(generator, render, [[0, 1, 2], [1, 2, 0]], logprobs=True)
@@ -15,6 +20,7 @@ Usage::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel, Field, ValidationError
@@ -50,6 +56,8 @@ def explore(generator, render: Callable[[list[int]], list[Message]],
     """Generate one short answer per order (``render`` builds an order's prompt); results
     come back in the order of ``orders``. ``json_schema`` (default: ``ShortAnswer``) must
     have a string ``answer`` field."""
+    if hasattr(generator, "short_answers"):
+        return _explore_batched(generator, render, orders, max_tokens, on_generation)
     results: dict[int, ExplorePass] = {}
     with exclusive(generator):
         for index in sorted(range(len(orders)), key=lambda i: list(orders[i])):
@@ -65,6 +73,25 @@ def explore(generator, render: Callable[[list[int]], list[Message]],
                 mean_logprob=generation.mean_logprob, tokens_in=generation.tokens_in,
                 cached_tokens=generation.cached_tokens)
     return [results[i] for i in range(len(orders))]
+
+
+def _explore_batched(generator, render, orders, max_tokens, on_generation) -> list[ExplorePass]:
+    replies = generator.short_answers([render(list(order)) for order in orders],
+                                      max_tokens=max_tokens)
+    passes = []
+    for order, reply in zip(orders, replies, strict=True):
+        if on_generation is not None:
+            on_generation(Generation(
+                text=json.dumps({"answer": reply.answer}) if reply.complete else reply.answer,
+                tokens_in=reply.tokens_in, tokens_out=reply.tokens_out,
+                latency_s=reply.latency_s, model=generator.model_id,
+                token_logprobs=reply.token_logprobs, cached_tokens=reply.cached_tokens))
+        passes.append(ExplorePass(
+            order=list(order), answer=reply.answer if reply.complete else "",
+            mean_logprob=(sum(reply.token_logprobs) / len(reply.token_logprobs)
+                          if reply.token_logprobs else None),
+            tokens_in=reply.tokens_in, cached_tokens=reply.cached_tokens))
+    return passes
 
 
 def read_answer(text: str) -> str:

@@ -12,31 +12,17 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Literal
 
 import bm25s
 import faiss
 import numpy as np
-from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from compose.corpus import Passage, corpus_hash, load_corpus, write_jsonl
 from compose.retrieval.encoder import DEFAULT_ENCODER, embed, passage_text
-
-FORMAT_VERSION = 1
-IndexType = Literal["flat", "hnsw"]
-
-
-class IndexManifest(BaseModel):
-    format_version: int = FORMAT_VERSION
-    encoder: str
-    dimension: int
-    index_type: IndexType
-    hnsw_m: int | None = None
-    corpus_hash: str
-    count: int
-    build_seconds: float = 0.0
+from compose.retrieval.index_output import install_index, output_state
+from compose.retrieval.manifest import FORMAT_VERSION, IndexManifest, IndexType, read_manifest
 
 
 class IndexMismatchError(ValueError):
@@ -82,11 +68,14 @@ def build_index(
     show_progress: bool = True,
     vectors: np.ndarray | None = None,
 ) -> IndexManifest:
-    """Write a complete index to ``out_dir``; built in a temp dir and moved, so an interrupted
-    build never leaves a half index behind. ``vectors`` skips embedding (benchmarks)."""
+    """Write a complete index to ``out_dir``; built in a temp dir beside it and moved in, so
+    an interrupted build never leaves a half index behind. ``out_dir`` must be missing, empty
+    or an index (else :class:`IndexOutputError`, before any embedding), so no user file is
+    ever replaced. ``vectors`` skips embedding (benchmarks)."""
     if not passages:
         raise ValueError("cannot build an index over an empty corpus")
-    out_dir = Path(out_dir)
+    output_state(out_dir)
+    out_dir = Path(out_dir).expanduser().resolve()
     started = time.perf_counter()
     texts = [passage_text(p.title, p.text) for p in passages]
     if vectors is None:
@@ -105,29 +94,17 @@ def build_index(
         build_seconds=round(time.perf_counter() - started, 3),
     )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=out_dir.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
     try:
         write_jsonl(staging / "passages.jsonl", passages)
         faiss.write_index(dense, str(staging / "dense.faiss"))
         bm25.save(str(staging / "bm25"))
         (staging / "manifest.json").write_text(manifest.model_dump_json(indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
+        install_index(staging, out_dir)  # an old index it replaces is left in staging
     finally:
         if staging.exists():
             shutil.rmtree(staging)
     return manifest
-
-
-def read_manifest(index_dir: str | Path) -> IndexManifest:
-    path = Path(index_dir) / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{index_dir} is not an index directory (no manifest.json); build one with "
-            "`composerag index build CORPUS DIR`"
-        )
-    return IndexManifest.model_validate_json(path.read_text())
 
 
 def check_manifest(

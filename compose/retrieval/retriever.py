@@ -7,9 +7,13 @@ similarity, and is robust when one of the two retrievers misses entirely.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from compose.config import RetrieverConfig
+import faiss
+
+from compose.config import EncoderRuntime, RetrieverConfig
 from compose.corpus import ScoredPassage
 from compose.retrieval.encoder import embed
 from compose.retrieval.index import LoadedIndex, bm25_tokenize
@@ -29,19 +33,38 @@ def reciprocal_rank_fusion(
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
 
 
+@contextmanager
+def single_threaded_faiss() -> Iterator[None]:
+    """One query is too small to split: FAISS's OpenMP threads cost more to wake than they
+    save (flat search over 10k vectors: about 0.3 ms on one thread, twice that on two, in
+    bench/generators.py), and they would compete with llama.cpp's."""
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
+
+
 class Retriever:
-    def __init__(self, index: LoadedIndex, *, mode: str = "hybrid", rrf_k: int = 60) -> None:
+    def __init__(self, index: LoadedIndex, *, mode: str = "hybrid", rrf_k: int = 60,
+                 encoder_runtime: EncoderRuntime = "auto",
+                 encoder_threads: int | None = None) -> None:
         self.index = index
         self.mode = mode
         self.rrf_k = rrf_k
+        self.encoder_runtime = encoder_runtime
+        self.encoder_threads = encoder_threads
 
     @property
     def fingerprint(self) -> str:
         return self.index.fingerprint
 
     def dense_search(self, query: str, k: int) -> list[tuple[int, float]]:
-        vector = embed([query], self.index.manifest.encoder)
-        scores, ids = self.index.dense.search(vector, min(k, self.index.dense.ntotal))
+        vector = embed([query], self.index.manifest.encoder, runtime=self.encoder_runtime,
+                       threads=self.encoder_threads)
+        with single_threaded_faiss():
+            scores, ids = self.index.dense.search(vector, min(k, self.index.dense.ntotal))
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
     def bm25_search(self, query: str, k: int) -> list[tuple[int, float]]:
@@ -84,6 +107,8 @@ def open_retriever(config: RetrieverConfig) -> Retriever:
         retriever = _OPEN[key]
         if hasattr(retriever.index.dense, "hnsw"):
             retriever.index.dense.hnsw.efSearch = config.hnsw_ef_search
-    return Retriever(retriever.index, mode=config.mode, rrf_k=config.rrf_k)
+    return Retriever(retriever.index, mode=config.mode, rrf_k=config.rrf_k,
+                     encoder_runtime=config.encoder_runtime,
+                     encoder_threads=config.encoder_threads)
 
 
