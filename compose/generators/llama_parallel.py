@@ -3,8 +3,11 @@
 MoI's exploratory passes are M independent prompts that differ only after a shared prefix and
 each need a few tokens of answer. Run one after another, every pass decodes alone: one full
 forward pass over the weights per generated token, M times over. Here the shared prefix is
-evaluated once, copied to M sequences of one unified KV cache, the M suffixes are prefilled
-together and the M answers decoded together, one batched forward pass per token.
+evaluated once and copied to M sequences (one KV stream each, so no sequence attends over the
+others' cells), the M suffixes are prefilled together and the M answers decoded together, one
+batched forward pass per token. On 2 cores prefill dominates and this measured no faster than
+one sequence at a time (bench/generators.py), so the generator asks for it only when
+``generator.parallel_sequences`` > 1.
 
 Only what the exploration signal needs is decoded: the reply is forced to start with
 ``{ "answer": "`` (the JSON the answer module would emit), decoding stops at the closing quote,
@@ -13,8 +16,7 @@ and log-probabilities come from the logits of the generated positions alone - no
 Decoding is greedy; ``parallel=False`` runs the same computation one sequence at a time. Both
 give the same answers except at near-ties: llama.cpp's kernels round differently for
 different batch shapes (a prompt evaluated in one batch and the same prompt evaluated after a
-cached prefix differ just as much), so token log-probabilities agree to a few hundredths of a
-nat, not bit for bit.
+cached prefix differ just as much), so token log-probabilities agree closely, not bit for bit.
 
 The sequences live in a llama.cpp context of their own beside the generator's (same weights,
 separate KV cache), so the generator's prefix cache for ordinary calls is left intact.
@@ -119,7 +121,8 @@ class ParallelAnswers:
         shared = _common_prefix(tokens)
         width = min(len(prompts), self.max_sequences) if parallel else 1
         longest = max(len(t) for t in tokens) + max_tokens
-        self._ensure_context(_round_up(longest + 16, 256) * width)
+        # Every KV stream gets n_ctx / n_seq_max cells, whichever of them a call uses.
+        self._ensure_context(_round_up(longest + 16, 256) * self.max_sequences)
         import llama_cpp
 
         results: list[ShortAnswer | None] = [None] * len(prompts)

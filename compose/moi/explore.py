@@ -7,10 +7,10 @@ lexicographic order (consecutive prompts then share the longest prefixes) while 
 is held (``exclusive``) so no other call evicts that state; each pass records the prompt
 length and how many of its tokens came from the cache.
 
-A llama.cpp generator runs the M passes as parallel sequences of one batch instead
-(``short_answers``: shared prefix evaluated once, answers decoded together, only the answer
-string decoded, log-probabilities without ``logits_all``); other backends take the sequential
-path above.
+A llama.cpp generator decodes the M passes through ``short_answers`` instead: the shared
+prefix evaluated once, only the answer string decoded, log-probabilities without
+``logits_all``, and optionally as parallel sequences of one batch; other backends take the
+sequential path above.
 
 Usage::
 
