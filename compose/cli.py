@@ -17,6 +17,7 @@ from compose.corpora.demo import demo_index
 from compose.graph.validate import GraphValidationError
 from compose.graph.yaml_source import YamlSyntaxError
 from compose.moi_cli import moi_app
+from compose.tune.cli import tune_app
 
 app = typer.Typer(help="Compose RAG and agent pipelines from atomic typed modules.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -27,6 +28,7 @@ app.add_typer(index_app, name="index")
 app.add_typer(module_app, name="module")
 app.add_typer(trace_app, name="trace")
 app.add_typer(moi_app, name="moi")
+app.add_typer(tune_app, name="tune")
 out = Console()
 err = Console(stderr=True)
 

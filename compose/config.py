@@ -46,6 +46,13 @@ class GeneratorConfig(StrictModel):
         "bf16 where the CPU has BF16 dot products, else q8_0 (both keep the answers; q4_0 "
         "and iq4_nl are faster but lose some); none: the shipped file. A GGUF path is always "
         "used as given.")
+    adapter: str = Field(
+        default="auto", description="llama_cpp: a LoRA adapter applied to the model. 'auto' "
+        "(the shipped tuned adapter on the embedded model it was trained for, none on other "
+        "models); 'none'; 'tuned', the adapter shipped for the embedded model; or an adapter "
+        ".gguf path "
+        "(compose.tune.export writes one from a peft directory). Refused when its manifest "
+        "names another base model; its sha256 is part of the model id, hence of cache keys.")
     flash_attn: bool = Field(default=True, description="llama_cpp: flash attention.")
     n_batch: int = Field(default=512, ge=32, description="llama_cpp: prompt tokens per decode.")
     n_ubatch: int = Field(default=512, ge=32, description="llama_cpp: physical batch size.")

@@ -220,8 +220,35 @@ class LLMModule(Module):
     def postprocess(self, inp: BaseModel, emitted: BaseModel) -> BaseModel:
         return self.Output.model_validate(emitted.model_dump())
 
+    def messages(self, inp: BaseModel) -> list[Message]:
+        """The chat this module sends the generator for ``inp``."""
+        return self.prompt.render(**self.prompt_fields(inp))
+
+    def emitted_from_output(self, inp: BaseModel, out: BaseModel) -> BaseModel:
+        """The reply that ``postprocess`` would turn into ``out``: the inverse a training
+        example needs. Modules whose output is not the emitted fields themselves override it
+        (``answer`` maps passage ids back to the labels the model sees)."""
+        return self.emitted_model().model_validate(out.model_dump())
+
+    def training_pair(self, inp: BaseModel | dict,
+                      out: BaseModel | dict) -> tuple[list[Message], str]:
+        """A supervised example of this module's job from an (Input, Output) pair: the
+        run-time messages for ``inp`` and the reply that yields ``out``, as JSON with the
+        keys in the order llama.cpp's schema grammar writes them (required keys first), so
+        that tuning teaches exactly what constrained decoding produces."""
+        validated = inp if isinstance(inp, self.Input) else self.Input.model_validate(inp)
+        output = out if isinstance(out, self.Output) else self.Output.model_validate(out)
+        emitted = self.emitted_from_output(validated, output)
+        schema = self.emitted_model().model_json_schema()
+        required = set(schema.get("required", []))
+        data = emitted.model_dump(mode="json")
+        keys = [k for k in schema.get("properties", {}) if k in required]
+        keys += [k for k in schema.get("properties", {}) if k not in required]
+        return self.messages(validated), json.dumps({k: data[k] for k in keys},
+                                                    ensure_ascii=False)
+
     def run(self, inp: BaseModel, ctx: ModuleContext) -> BaseModel:
-        messages = self.prompt.render(**self.prompt_fields(inp))
+        messages = self.messages(inp)
         emitted, _ = ctx.generate_structured(
             messages, self.emitted_model(), max_tokens=self.max_tokens
         )

@@ -108,6 +108,12 @@ class Answer(LLMModule):
             "question": inp.question,
         }
 
+    def emitted_from_output(self, inp: AnswerInput, out: AnswerOutput) -> EmittedAnswer:
+        labels = {p.id: i for i, p in enumerate(inp.passages[: self.params.max_passages], 1)}
+        return self.emitted_model().model_validate(
+            {"answer": out.answer, "citations": [labels[c] for c in out.citations
+                                                 if c in labels]})
+
     def postprocess(self, inp: AnswerInput, emitted: EmittedAnswer) -> AnswerOutput:
         passages = inp.passages[: self.params.max_passages]
         cited: list[str] = []

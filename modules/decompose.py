@@ -99,6 +99,9 @@ class Decompose(LLMModule):
             return DecomposeOutput(sub_questions=done or [inp.question])
         return super().run(inp, ctx)
 
+    def emitted_from_output(self, inp: DecomposeInput, out: DecomposeOutput) -> EmittedPlan:
+        return EmittedPlan(sub_questions=out.sub_questions[len(inp.answered):])
+
     def postprocess(self, inp: DecomposeInput, emitted: EmittedPlan) -> DecomposeOutput:
         done = [h.question for h in inp.answered]
         remaining = clean_plan(emitted.sub_questions, inp.question,

@@ -50,4 +50,8 @@ then
     "llama-cpp-python==$LLAMA_VERSION"
 fi
 python -m pip install -q --find-links "$WHEELS" -e ".[dev]"
+# llama.cpp's LoRA converter for compose.tune.export, from this llama-cpp-python's sdist;
+# fetched on first export otherwise, so a failure here only warns.
+python -m compose.tune.llama_sources ||
+  echo "warning: llama.cpp's conversion scripts not fetched; compose.tune.export will retry"
 echo "composerag is installed in .venv"

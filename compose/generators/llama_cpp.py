@@ -16,6 +16,8 @@ go through llama-cpp-python's ``create_chat_completion``.
 Loading picks the CPU kernels (``cpu_backend``), runs a packaged model from its fast-format
 copy (``fast_gguf``), and sets prefill and decode threads from one number: llama.cpp's own
 default for prefill threads is every core, which oversubscribes a process given a share.
+A LoRA adapter (``generator.adapter``, see ``adapters``) is checked against the model file
+before loading and applied by llama.cpp; its digest is part of ``model_id``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import time
 import weakref
 
 from compose.config import GeneratorConfig
+from compose.generators.adapters import refused_by_llama, resolve_adapter
 from compose.generators.base import (
     Generation,
     GenerationError,
@@ -68,23 +71,36 @@ class LlamaCppGenerator:
         if packaged:
             path = derived_gguf(path, config.fast_format)
         threads = config.n_threads or usable_threads()
-        llama = Llama(
-            model_path=str(path),
-            n_ctx=config.n_ctx,
-            n_batch=config.n_batch,
-            n_ubatch=min(config.n_ubatch, config.n_batch),
-            n_threads=threads,
-            n_threads_batch=threads,
-            flash_attn=config.flash_attn,
-            seed=config.seed,
-            logits_all=config.logprobs,
-            verbose=False,
-        )
+        adapter = resolve_adapter(config.adapter, path, config.model)
+        try:
+            llama = Llama(
+                model_path=str(path),
+                lora_path=str(adapter.path) if adapter else None,
+                n_ctx=config.n_ctx,
+                n_batch=config.n_batch,
+                n_ubatch=min(config.n_ubatch, config.n_batch),
+                n_threads=threads,
+                n_threads_batch=threads,
+                flash_attn=config.flash_attn,
+                seed=config.seed,
+                logits_all=config.logprobs,
+                verbose=False,
+            )
+        except RuntimeError as exc:  # "Failed to set LoRA adapter" on the context
+            if adapter is None or "LoRA" not in str(exc):
+                raise
+            raise refused_by_llama(adapter, path) from exc
+        # llama-cpp-python 0.3.36 tests the adapter pointer for None, but a failed
+        # llama_adapter_lora_init returns a NULL pointer object: test it here.
+        if adapter is not None and not llama._lora_adapter:
+            llama.close()
+            raise refused_by_llama(adapter, path)
         if not packaged:
             hint = slow_type_hint(_file_type(llama), path)
             if hint:
                 print(hint, file=sys.stderr)
-        return cls(llama, f"gguf:{path.name}", logprobs_enabled=config.logprobs,
+        model_id = f"gguf:{path.name}" + (f"+lora:{adapter.digest}" if adapter else "")
+        return cls(llama, model_id, logprobs_enabled=config.logprobs,
                    n_threads=threads, flash_attn=config.flash_attn,
                    parallel_sequences=config.parallel_sequences)
 

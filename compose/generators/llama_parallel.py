@@ -19,7 +19,8 @@ different batch shapes (a prompt evaluated in one batch and the same prompt eval
 cached prefix differ just as much), so token log-probabilities agree closely, not bit for bit.
 
 The sequences live in a llama.cpp context of their own beside the generator's (same weights,
-separate KV cache), so the generator's prefix cache for ordinary calls is left intact.
+separate KV cache), so the generator's prefix cache for ordinary calls is left intact. A LoRA
+adapter belongs to a context in llama.cpp, so the generator's adapter is set on this one too.
 
 Usage::
 
@@ -99,6 +100,7 @@ class ParallelAnswers:
                                   else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
         self._context = _internals.LlamaContext(model=self.llama._model, params=params,
                                                 verbose=False)
+        _apply_adapter(self.llama, self._context)
         if self._batch is None:
             self._batch = _internals.LlamaBatch(n_tokens=self.n_batch, embd=0,
                                                 n_seq_max=self.max_sequences, verbose=False)
@@ -207,6 +209,20 @@ class ParallelAnswers:
                     array = ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float * n_vocab))
                     rows[start + i] = np.frombuffer(array.contents, dtype=np.float32).copy()
         return rows
+
+
+def _apply_adapter(llama, context) -> None:
+    """A LoRA adapter is set per context, not per model: apply the generator's here too, as
+    ``Llama.__init__`` does for its own context."""
+    import llama_cpp
+
+    if llama._lora_adapter is None:
+        return
+    adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(llama._lora_adapter)
+    scales = (ctypes.c_float * 1)(llama.lora_scale)
+    if llama_cpp.llama_set_adapters_lora(context.ctx, adapters, 1, scales):
+        raise RuntimeError(f"llama.cpp could not apply the LoRA adapter {llama.lora_path} "
+                           "to the parallel-answers context")
 
 
 def _finished(text: bytes) -> tuple[str, bool] | None:

@@ -20,6 +20,7 @@ from collections import Counter
 import httpx
 
 from compose.config import GeneratorConfig
+from compose.generators.adapters import refuse_adapter
 from compose.generators.base import (
     Generation,
     GenerationError,
@@ -58,6 +59,7 @@ class OpenAICompatGenerator:
 
     @classmethod
     def from_config(cls, config: GeneratorConfig) -> OpenAICompatGenerator:
+        refuse_adapter(config.adapter, "an OpenAI-compatible server (load it in the server)")
         if not config.base_url:
             raise ValueError("generator.backend 'openai' needs generator.base_url")
         api_key = os.environ.get(config.api_key_env) if config.api_key_env else None

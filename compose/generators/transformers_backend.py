@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from compose.config import DEFAULT_HOME, GeneratorConfig
+from compose.generators.adapters import refuse_adapter
 from compose.generators.base import Generation, Message
 from compose.generators.models import resolve_gguf
 
@@ -53,6 +54,7 @@ class TransformersGenerator:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        refuse_adapter(config.adapter, "the transformers backend")
         if config.n_threads:
             torch.set_num_threads(config.n_threads)
         source = Path(config.model).expanduser()
