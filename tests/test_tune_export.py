@@ -77,7 +77,7 @@ def test_the_manifest_records_the_base_and_the_lora(exported):
 
 
 def test_llama_cpp_applies_the_adapter_and_names_it_in_the_model_id(exported):
-    base = get_generator(GeneratorConfig())
+    base = get_generator(GeneratorConfig(adapter="none"))
     tuned = get_generator(GeneratorConfig(adapter=str(exported)))
     digest = sha256_file(exported)[:12]
     assert tuned.model_id == f"{base.model_id}+lora:{digest}"  # so cache keys differ too
@@ -88,7 +88,7 @@ def test_llama_cpp_applies_the_adapter_and_names_it_in_the_model_id(exported):
 
 
 def test_parallel_answers_apply_the_adapter_too(exported):
-    base = get_generator(GeneratorConfig())
+    base = get_generator(GeneratorConfig(adapter="none"))
     tuned = get_generator(GeneratorConfig(adapter=str(exported)))
     parallel = tuned.short_answers([RIVER])[0]
     with tuned.exclusive():  # the same forced prompt, decoded on the main context

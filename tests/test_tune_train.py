@@ -77,7 +77,7 @@ def test_exported_adapter_changes_llama_cpp_answers(trained):
     messages = render_example(ModuleCase.model_validate(example)).messages
     schema = {"type": "object", "properties": {"answer": {"type": "string"}},
               "required": ["answer"]}
-    base = get_generator(GeneratorConfig()).generate(messages, json_schema=schema)
+    base = get_generator(GeneratorConfig(adapter="none")).generate(messages, json_schema=schema)
     tuned_generator = get_generator(GeneratorConfig(adapter=str(adapter)))
     tuned = tuned_generator.generate(messages, json_schema=schema)
     assert tuned.text != base.text
