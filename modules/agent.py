@@ -148,7 +148,7 @@ class AgentStepModule(LLMModule):
         """Backends that cannot constrain decoding rely on the formats shown in the system
         prompt; either way the parser and the executor check what comes back."""
         constrained = ctx.generator.supports_json_schema
-        generation = ctx.generate(self.prompt.render(**self.prompt_fields(inp)),
+        generation = ctx.generate(self.messages(inp),
                                   json_schema=self.schema(len(inp.steps) + 1)
                                   if constrained else None,
                                   max_tokens=self.max_tokens, temperature=0.0)

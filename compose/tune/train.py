@@ -23,6 +23,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from compose.tune.dataset import read_examples
+from compose.tune.dataset import file_digest, read_examples
 from compose.tune.example import TrainingExample
 from compose.tune.flops import Efficiency, training_efficiency
 
@@ -178,8 +179,6 @@ def save_checkpoint(directory: Path, model, optimizer, scheduler, state: dict) -
         os.replace(directory, backup)
     os.replace(staging, directory)
     if backup.exists():
-        import shutil
-
         shutil.rmtree(backup)
 
 
@@ -197,10 +196,6 @@ def load_checkpoint(directory: Path, fingerprint: str):
             f"{directory} was made with other settings or data; resume with the same "
             "ones, or pass --restart to discard it")
     return state
-
-
-def data_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def train(config: TrainConfig, *, restart: bool = False, progress=None) -> TrainResult:
@@ -242,11 +237,9 @@ def train(config: TrainConfig, *, restart: bool = False, progress=None) -> Train
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress_share)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    fingerprint = config.fingerprint(data_digest(train_file))
+    fingerprint = config.fingerprint(file_digest(train_file))
     checkpoint_dir = config.out / "checkpoint"
     if restart and checkpoint_dir.exists():
-        import shutil
-
         shutil.rmtree(checkpoint_dir)
     state = load_checkpoint(checkpoint_dir, fingerprint)
     done, losses, tokens, target_tokens, elapsed = 0, [], 0, 0, 0.0
