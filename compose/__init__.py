@@ -5,9 +5,13 @@ Typical use::
     from compose import load_graph
     graph = load_graph("naive_rag", index="runs/demo-index")
     result = graph.invoke({"question": "Who designed the Velmora Bridge?"})
+
+``load_graph`` is imported on first use: it pulls in LangGraph (about 0.7 s), which a
+command-line run imports only after it has started loading the model beside it.
 """
 
-from compose.api import load_graph
+from typing import Any
+
 from compose.module import LLMModule, Module, ModuleContext, PromptTemplate
 from compose.registry import get_module, list_modules, register
 
@@ -22,3 +26,11 @@ __all__ = [
     "register",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "load_graph":
+        from compose.api import load_graph
+
+        return load_graph
+    raise AttributeError(f"module 'compose' has no attribute {name!r}")

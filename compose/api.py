@@ -11,12 +11,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-from compose.config import RuntimeConfig
 from compose.graph.compiler import compile_spec, recursion_limit
 from compose.graph.load import load_spec
 from compose.graph.spec import GraphSpec
 from compose.graph.validate import GraphValidationError, validate_spec
-from compose.runtime import Runtime
+from compose.runtime import Runtime, runtime_config
 
 
 class ComposeGraph:
@@ -98,18 +97,6 @@ class ComposeGraph:
 
     def outputs(self, state: dict[str, Any]) -> dict[str, Any]:
         return {name: state.get(name) for name in self.spec.outputs}
-
-
-def runtime_config(spec: GraphSpec, *, index: str | Path | None = None,
-                   cache: bool | None = None, cache_path: str | None = None) -> RuntimeConfig:
-    config = RuntimeConfig(generator=spec.generator, retriever=spec.retriever, cache=spec.cache)
-    if index is not None:
-        config.retriever = config.retriever.model_copy(update={"index": str(index)})
-    if cache is not None:
-        config.cache = config.cache.model_copy(update={"enabled": cache})
-    if cache_path is not None:
-        config.cache = config.cache.model_copy(update={"path": cache_path})
-    return config
 
 
 def load_graph(

@@ -48,11 +48,21 @@ def graph_retrieves(spec) -> bool:
     return any(node.module == "retrieve" for node in spec.nodes.values())
 
 
+def graph_generates(spec) -> bool:
+    from compose.module import LLMModule
+    from compose.registry import get_module
+
+    return any(issubclass(get_module(node.module), LLMModule) for node in spec.nodes.values())
+
+
 def open_graph(graph: str, index: Path | None, overrides: list[str] | None, cache: bool | None,
                **durability: Any):
-    """Load a graph for a command; ``durability``: ``checkpointer``, ``interrupt_before``."""
-    from compose.api import load_graph
+    """Load a graph for a command; ``durability``: ``checkpointer``, ``interrupt_before``.
+
+    The model and the index start loading on a background thread before LangGraph is even
+    imported, so that a one-question run does not pay for them one after the other."""
     from compose.graph.load import load_spec
+    from compose.runtime import Runtime, runtime_config
 
     try:
         spec = load_spec(graph, overrides)
@@ -62,7 +72,11 @@ def open_graph(graph: str, index: Path | None, overrides: list[str] | None, cach
         err.print("[dim]no --index given: using the demo corpus index[/]")
         index = demo_index()
     try:
-        return load_graph(spec, index=index, cache=cache, **durability)
+        runtime = Runtime(runtime_config(spec, index=index, cache=cache))
+        runtime.prefetch(generator=graph_generates(spec), retriever=graph_retrieves(spec))
+        from compose.api import load_graph
+
+        return load_graph(spec, runtime=runtime, **durability)
     except ValueError as exc:
         fail(str(exc))
 

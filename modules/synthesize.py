@@ -3,6 +3,13 @@ abstention when the chain is not grounded (the policy is a param).
 
 A one-hop chain needs no synthesis call: its answer is the final answer.
 
+``reader: facts`` (the default) asks for the answer from the hop answers alone; ``reader:
+passages`` reads the original question over the hops' evidence passages with the ``answer``
+module's own prompt. A small model reads far better than it reasons over a list of facts, and
+the reading prompt is the one module tuning trains most, so on the embedded model the final
+step becomes the job it does best, with the hops' retrieval supplying the bridge passages
+that one retrieval for the whole question misses.
+
 Usage::
 
     Synthesize(policy="abstain_if_any_ungrounded")({"question": "...", "hops": [...]})
@@ -14,8 +21,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from compose.corpus import Passage
 from compose.module import LLMModule, ModuleContext, PromptTemplate
-from compose.modules.answer import UNKNOWN
+from compose.modules.answer import UNKNOWN, Answer
 from compose.modules.hops import Hop
 from compose.registry import register
 
@@ -37,10 +45,23 @@ class SynthesizeParams(BaseModel):
     policy: Literal["abstain_if_final_ungrounded", "abstain_if_any_ungrounded", "never"] = (
         "abstain_if_final_ungrounded")
     single_hop_shortcut: bool = True
+    reader: Literal["facts", "passages"] = "facts"
+    max_passages: int = Field(default=5, ge=1,
+                              description="With reader passages: how many evidence passages "
+                                          "are read, in hop order.")
 
 
 class EmittedFinal(BaseModel):
     answer: str = Field(max_length=80)
+
+
+def evidence(hops: list[Hop]) -> list[Passage]:
+    """Each hop's kept passages (its citations, else its top two), first seen first."""
+    seen: dict[str, Passage] = {}
+    for hop in hops:
+        for passage in hop.passages:
+            seen.setdefault(passage.id, passage)
+    return list(seen.values())
 
 
 @register
@@ -78,6 +99,11 @@ class Synthesize(LLMModule):
                                     ungrounded_hops=ungrounded)
         if len(inp.hops) == 1 and self.params.single_hop_shortcut:
             answer = inp.hops[0].answer
+        elif self.params.reader == "passages":
+            read = Answer(max_passages=self.params.max_passages)(
+                {"question": inp.question, "passages": evidence(inp.hops)}, ctx)
+            return SynthesizeOutput(answer=read.answer, citations=read.citations,
+                                    abstained=read.is_unknown, ungrounded_hops=ungrounded)
         else:
             answer = super().run(inp, ctx).answer
         return SynthesizeOutput(answer=answer, citations=citations, abstained=False,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 from compose.api import load_graph
+from compose.corpus import Passage
 from compose.modules.construct import ConstructQuestion
 from compose.modules.decompose import Decompose, clean_plan
 from compose.modules.hops import Hop
@@ -24,6 +25,12 @@ ROLE_MARKERS = {
     "verify": "You check answers",
     "synthesize": "facts that were already found",
 }
+
+
+# The LLM verifier and facts synthesis: the seed configuration, still supported, whose
+# retry loop these control-flow tests drive with scripted verdicts.
+LLM_VERIFIER = ["nodes.verify.params.mode=llm", "nodes.synthesize.params.reader=facts",
+                "nodes.synthesize.params.policy=abstain_if_final_ungrounded"]
 
 
 def role_of(messages) -> str:
@@ -160,6 +167,29 @@ def test_synthesize_policies():
     assert final.abstained
 
 
+def test_synthesize_reader_passages_reads_the_question_over_hop_evidence():
+    script = Script(answer={"answer": "Caskel", "citations": [2]})
+    ctx = ctx_for(script)
+    first = Passage(id="p1", title="Velmora Bridge", text="Designed by Ilse Brandt.")
+    second = Passage(id="p2", title="Ilse Brandt", text="Ilse Brandt was born in Caskel.")
+    hops = [Hop(sub_question="s1", question="Who designed the Velmora Bridge?", answer="Ilse",
+                grounded=True, citations=["p1"], passages=[first]),
+            Hop(sub_question="s2", question="Where was Ilse born?", answer="Caskel",
+                grounded=False, citations=["p2"], passages=[second, first])]
+    out = Synthesize(reader="passages", policy="never")(
+        {"question": "Where was the Velmora Bridge's designer born?", "hops": hops}, ctx)
+    assert (out.answer, out.citations, out.abstained) == ("Caskel", ["p2"], False)
+    assert out.ungrounded_hops == [2]
+    role, prompt = script.seen[-1]
+    assert role == "answer" and "Velmora Bridge's designer" in prompt
+    assert prompt.index("[1] Velmora Bridge") < prompt.index("[2] Ilse Brandt")
+    assert prompt.count("Designed by Ilse Brandt") == 1
+    unknown = Synthesize(reader="passages", policy="never")(
+        {"question": "Who paid for it?", "hops": hops},
+        ctx_for(Script(answer={"answer": "unknown", "citations": []})))
+    assert unknown.abstained and unknown.answer == "unknown"
+
+
 def test_two_hop_chain_fills_placeholder_from_first_answer(demo_index):
     script = Script(
         decompose={"sub_questions": ["Who designed the Velmora Bridge?", "Where was #1 born?"]},
@@ -170,7 +200,7 @@ def test_two_hop_chain_fills_placeholder_from_first_answer(demo_index):
         synthesize={"answer": "Caskel"},
     )
     runtime = scripted_runtime(script, demo_index)
-    state = load_graph("compose_rag", runtime=runtime).invoke(
+    state = load_graph("compose_rag", runtime=runtime, overrides=LLM_VERIFIER).invoke(
         question="In which town was the designer of the Velmora Bridge born?")
     assert [h["question"] for h in state["hops"]] == [
         "Who designed the Velmora Bridge?", "Where was Ilse Ranneth born?"]
@@ -182,6 +212,32 @@ def test_two_hop_chain_fills_placeholder_from_first_answer(demo_index):
         decompose=1, decide=2, answer=2, verify=2, synthesize=1)
 
 
+def test_default_chain_verifies_by_containment_and_reads_the_hop_evidence(demo_index):
+    script = Script(
+        decompose={"sub_questions": ["Who designed the Velmora Bridge?", "Where was #1 born?"]},
+        decide={"reason": "need facts", "retrieve": True},
+        rewrite={"query": "unused"},
+        answer=[{"answer": "Ilse Ranneth", "citations": [1]},
+                {"answer": "Caskel", "citations": [1]},
+                {"answer": "Caskel", "citations": [2]}],
+    )
+    runtime = scripted_runtime(script, demo_index)
+    state = load_graph("compose_rag", runtime=runtime).invoke(
+        question="In which town was the designer of the Velmora Bridge born?")
+    hops = state["hops"]
+    assert [h["grounded"] for h in hops] == [
+        any("ranneth" in p["text"].lower() for p in hops[0]["passages"]),
+        any("caskel" in p["text"].lower() for p in hops[1]["passages"])]
+    assert Counter(role for role, _ in script.seen) == Counter(decompose=1, decide=2,
+                                                               answer=3)
+    final_prompt = script.seen[-1][1]
+    assert "designer of the Velmora Bridge born" in final_prompt
+    assert hops[0]["passages"][0]["title"] in final_prompt
+    assert state["answer"] == "Caskel" and not state["abstained"]
+    evidence = list(dict.fromkeys(p["id"] for h in hops for p in h["passages"]))
+    assert state["citations"] == [evidence[1]]
+
+
 def test_always_failing_verifier_terminates_within_budget(demo_index):
     script = Script(
         decompose={"sub_questions": ["Who designed the Velmora Bridge?"]},
@@ -191,7 +247,8 @@ def test_always_failing_verifier_terminates_within_budget(demo_index):
         verify={"reason": "not supported", "grounded": False},
     )
     runtime = scripted_runtime(script, demo_index)
-    state = load_graph("compose_rag", runtime=runtime).invoke(question="Who designed it?")
+    state = load_graph("compose_rag", runtime=runtime, overrides=LLM_VERIFIER).invoke(
+        question="Who designed it?")
     # hop 1: first try + 2 retries, re-plan once (same sub-question, budget already spent per
     # sub-question), then the hop is recorded ungrounded and synthesis abstains.
     assert script.count("verify") == 4
@@ -252,8 +309,8 @@ def test_trace_tree_shows_hops_retries_and_verdicts(demo_index, tmp_path):
         answer={"answer": "Ilse Ranneth", "citations": [1]},
         verify={"reason": "not supported", "grounded": False},
     )
-    state = load_graph("compose_rag", runtime=scripted_runtime(script, demo_index)).invoke(
-        question="Who designed it?")
+    state = load_graph("compose_rag", runtime=scripted_runtime(script, demo_index),
+                       overrides=LLM_VERIFIER).invoke(question="Who designed it?")
     path = tmp_path / "trace.jsonl"
     write_trace(path, state["trace"])
     console = Console(record=True, width=200)
