@@ -56,11 +56,14 @@ def graph_generates(spec) -> bool:
 
 
 def open_graph(graph: str, index: Path | None, overrides: list[str] | None, cache: bool | None,
-               **durability: Any):
+               prefetch: bool = False, **durability: Any):
     """Load a graph for a command; ``durability``: ``checkpointer``, ``interrupt_before``.
 
-    The model and the index start loading on a background thread before LangGraph is even
-    imported, so that a one-question run does not pay for them one after the other."""
+    With ``prefetch`` the model and the index start loading on a background thread before
+    LangGraph is even imported, so that a one-question run does not pay for them one after
+    the other. Servers do not prefetch: llama-cpp-python silences a model load by pointing
+    the process's stdout at /dev/null for its duration, which on another thread would swallow
+    an MCP stdio reply."""
     from compose.graph.load import load_spec
     from compose.runtime import Runtime, runtime_config
 
@@ -73,7 +76,8 @@ def open_graph(graph: str, index: Path | None, overrides: list[str] | None, cach
         index = demo_index()
     try:
         runtime = Runtime(runtime_config(spec, index=index, cache=cache))
-        runtime.prefetch(generator=graph_generates(spec), retriever=graph_retrieves(spec))
+        if prefetch:
+            runtime.prefetch(generator=graph_generates(spec), retriever=graph_retrieves(spec))
         from compose.api import load_graph
 
         return load_graph(spec, runtime=runtime, **durability)
@@ -111,7 +115,7 @@ def run(
 
         durability = {"checkpointer": sqlite_checkpointer(checkpoint),
                       "interrupt_before": approve_before}
-    compiled = open_graph(graph, index, set_, cache, **durability)
+    compiled = open_graph(graph, index, set_, cache, prefetch=True, **durability)
     try:
         if checkpoint is None:
             if not question:
