@@ -61,9 +61,8 @@ def open_graph(graph: str, index: Path | None, overrides: list[str] | None, cach
 
     With ``prefetch`` the model and the index start loading on a background thread before
     LangGraph is even imported, so that a one-question run does not pay for them one after
-    the other. Servers do not prefetch: llama-cpp-python silences a model load by pointing
-    the process's stdout at /dev/null for its duration, which on another thread would swallow
-    an MCP stdio reply."""
+    the other. Servers do not prefetch (see ``Runtime.prefetch``: an MCP stdio reply could
+    be lost)."""
     from compose.graph.load import load_spec
     from compose.runtime import Runtime, runtime_config
 

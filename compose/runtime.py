@@ -74,7 +74,9 @@ class Runtime:
     def prefetch(self, *, generator: bool, retriever: bool) -> threading.Thread:
         """Load the named resources on a daemon thread. A failure there is left for the
         node that needs the resource to raise, with its own context, so it is not caught
-        twice; the thread only spares the wait."""
+        twice; the thread only spares the wait. Not for a process that speaks a protocol on
+        stdout while it loads: llama-cpp-python silences a model load by pointing fd 1 at
+        /dev/null, so a reply written meanwhile is lost (the CLI's servers do not prefetch)."""
         def load() -> None:
             for wanted, name in ((retriever, "retriever"), (generator, "generator")):
                 if wanted:
