@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import sys
+import textwrap
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +11,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from compose.corpora.demo import demo_index
 from compose.graph.validate import GraphValidationError
@@ -73,14 +72,28 @@ def open_graph(graph: str, index: Path | None, overrides: list[str] | None, cach
     if index is None and graph_retrieves(spec) and not spec.retriever.index:
         err.print("[dim]no --index given: using the demo corpus index[/]")
         index = demo_index()
+    config = runtime_config(spec, index=index, cache=cache)
+    if graph_retrieves(spec) and config.retriever.index:
+        check_index(config.retriever.index)
     try:
-        runtime = Runtime(runtime_config(spec, index=index, cache=cache))
+        runtime = Runtime(config)
         if prefetch:
             runtime.prefetch(generator=graph_generates(spec), retriever=graph_retrieves(spec))
         from compose.api import load_graph
 
         return load_graph(spec, runtime=runtime, **durability)
     except ValueError as exc:
+        fail(str(exc))
+
+
+def check_index(index: str) -> None:
+    """Refuse a missing or unreadable index before the model starts loading: reading the
+    manifest takes milliseconds, the model seconds, and the run could only fail after both."""
+    from compose.retrieval.manifest import read_manifest
+
+    try:
+        read_manifest(index)
+    except (OSError, ValueError) as exc:
         fail(str(exc))
 
 
@@ -108,6 +121,8 @@ def run(
 
     if (thread_id or approve_before) and checkpoint is None:
         fail("--thread-id and --approve-before need --checkpoint FILE")
+    if checkpoint is None and not question:
+        fail("give the question with -q")  # before the model starts loading
     durability: dict[str, Any] = {}
     if checkpoint is not None:
         from compose.durable import sqlite_checkpointer
@@ -117,11 +132,14 @@ def run(
     compiled = open_graph(graph, index, set_, cache, prefetch=True, **durability)
     try:
         if checkpoint is None:
-            if not question:
-                fail("give the question with -q")
             state = compiled.invoke({"question": question})
         else:
-            state = run_durably(compiled, question, thread_id or uuid.uuid4().hex[:12], yes)
+            from compose.durable import holding_thread
+
+            thread_id = thread_id or uuid.uuid4().hex[:12]
+            # One hold for the whole session (its resumes and approval prompts included).
+            with holding_thread(durability["checkpointer"], thread_id):
+                state = run_durably(compiled, question, thread_id, yes)
     except typer.Exit:
         raise
     except Exception as exc:
@@ -175,7 +193,26 @@ def show_pending(compiled, node: str, values: dict) -> None:
         err.print(f"  {field}: {escape(shown if len(shown) <= 300 else shown[:300] + '...')}")
 
 
+SHOWN_OUTPUTS = ("answer", "citations", "passages")  # printed in their own form below
+OUTPUT_CHARS = 500
+
+
+def output_text(value: Any, limit: int = OUTPUT_CHARS) -> str:
+    """A declared output as one line: text as it is, anything else as compact JSON; cut at
+    ``limit`` characters (hops or clusters can run to pages), saying how to see it all."""
+    from pydantic_core import to_jsonable_python
+
+    if not isinstance(value, str):
+        value = json.dumps(to_jsonable_python(value, fallback=str), ensure_ascii=False)
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}... ({len(value)} characters; --json prints all)"
+
+
 def print_outputs(compiled, state: dict, as_json: bool) -> None:
+    """Every declared output: answer, citations and passages in their own form, any other
+    (a verdict, interpretations, tool calls) as a line of its own, so nothing a graph
+    declares needs ``--json`` to be seen."""
     from compose.trace import totals
 
     outputs = compiled.outputs(state)
@@ -185,6 +222,9 @@ def print_outputs(compiled, state: dict, as_json: bool) -> None:
     out.print(f"[bold]answer:[/] {escape(str(outputs.get('answer')))}")
     if "citations" in outputs:
         out.print(f"[bold]citations:[/] {', '.join(outputs.get('citations') or []) or '(none)'}")
+    for name, value in outputs.items():
+        if name not in SHOWN_OUTPUTS:
+            out.print(f"[bold]{escape(name)}:[/] {escape(output_text(value))}", soft_wrap=True)
     cited = set(outputs.get("citations") or [])
     for passage in outputs.get("passages") or []:
         mark = "*" if passage["id"] in cited else " "
@@ -264,22 +304,29 @@ def open_graph_for_render(graph: str, overrides: list[str] | None):
 def modules(
     as_json: Annotated[bool, typer.Option("--json", help="Full schemas as JSON.")] = False,
 ) -> None:
-    """List every registered module with its input, output and params schemas."""
+    """List every registered module: purpose, and the fields of its input, output, params."""
     from compose.registry import list_modules
 
     described = [module.describe() for module in list_modules().values()]
     if as_json:
         print(json.dumps(described, indent=2))
         return
-    table = Table(title="composerag modules")
-    for column in ("name", "purpose", "input", "output", "params"):
-        table.add_column(column)
+    # One block per module, not a table: at 80 columns a five-column table cuts module and
+    # field names ("retrieval_deci…"), and a name is what the reader types into a graph.
+    # Wrapped here at spaces only, so no name is ever split.
+    def wrapped(text: str, indent: str) -> str:
+        return textwrap.fill(text, width=max(out.width, 40), initial_indent=indent,
+                             subsequent_indent=indent + "    ", break_long_words=False,
+                             break_on_hyphens=False)
+
     for info in described:
-        table.add_row(info["name"], info["purpose"],
-                      ", ".join(info["input"].get("properties", {})),
-                      ", ".join(info["output"].get("properties", {})),
-                      ", ".join(info["params"].get("properties", {})))
-    out.print(table)
+        head = wrapped(f"{info['name']}: {info['purpose']}", "")
+        out.print(f"[bold]{escape(info['name'])}[/]{escape(head[len(info['name']):])}",
+                  soft_wrap=True, highlight=False)
+        for part in ("input", "output", "params"):
+            fields = ", ".join(info[part].get("properties", {})) or "(none)"
+            out.print(escape(wrapped(f"{part}: {fields}", "  ")), soft_wrap=True,
+                      highlight=False)
 
 
 @module_app.command("run")
@@ -338,22 +385,28 @@ def index_build(
     encoder: Annotated[str, typer.Option(help="Encoder name or local directory.")] =
         "all-MiniLM-L6-v2",
     batch_size: Annotated[int, typer.Option(help="Embedding batch size.")] = 64,
+    skip_bad_lines: Annotated[bool, typer.Option(
+        "--skip-bad-lines", help="Report each corpus line that is not a valid passage "
+        "(FILE:LINE: reason) and build from the rest, instead of stopping at the first.")] = False,
 ) -> None:
     """Embed a corpus and write FAISS + BM25 indexes with a manifest."""
-    from compose.corpus import load_corpus
+    from compose.corpus import read_corpus
     from compose.retrieval.index import build_index
-    from compose.retrieval.index_output import IndexOutputError
 
     if index_type not in ("flat", "hnsw"):
         fail("--type must be flat or hnsw")
     try:
-        passages = load_corpus(corpus)
+        read = read_corpus(corpus, skip_bad_lines=skip_bad_lines)
     except (OSError, ValueError) as exc:
         fail(str(exc))
+    for bad in read.bad_lines:
+        err.print(f"[yellow]skipped[/] {escape(str(bad))}")
+    if read.bad_lines:
+        err.print(f"{len(read.bad_lines)} bad line(s) skipped, {len(read.passages)} passages kept")
     try:
-        manifest = build_index(passages, out_dir, encoder=encoder, index_type=index_type,
+        manifest = build_index(read.passages, out_dir, encoder=encoder, index_type=index_type,
                                batch_size=batch_size)
-    except IndexOutputError as exc:
+    except ValueError as exc:  # IndexOutputError, EmptyCorpusError
         fail(str(exc))
     out.print(f"[green]built[/] {out_dir}: {manifest.count} passages, {manifest.index_type}, "
               f"dim {manifest.dimension}, {manifest.build_seconds:.1f} s")
@@ -366,7 +419,7 @@ def index_info(index_dir: Annotated[Path, typer.Argument(help="Index directory."
 
     try:
         print(read_manifest(index_dir).model_dump_json(indent=2))
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
 
 
@@ -402,7 +455,7 @@ def evaluate(
     """Evaluate a graph on a benchmark; resumes where an interrupted run stopped."""
     from compose.eval.report import summarize, summary_table
     from compose.eval.results_file import ResultsLockedError
-    from compose.eval.runner import ResumeMismatchError, run_eval
+    from compose.eval.runner import EvalInterrupted, ResumeMismatchError, run_eval
 
     dataset_name = dataset.split(":", 1)[0]
     out_file = out_file or Path("runs") / "eval" / f"{Path(graph).stem}__{dataset_name}.jsonl"
@@ -411,11 +464,17 @@ def evaluate(
                            cache=cache, cache_path=cache_path, index_root=index_root,
                            recall_k=recall_k, restart=restart, judge=judge,
                            save_traces=save_traces, backend=backend, workers=workers,
-                           ray_address=ray_address, retry_errors=retry_errors,
-                           show_progress=sys.stderr.isatty())
+                           ray_address=ray_address, retry_errors=retry_errors)
     except (GraphValidationError, YamlSyntaxError, FileNotFoundError, ValueError,
             ResumeMismatchError, ResultsLockedError) as exc:
         fail(str(exc))
+    except EvalInterrupted as stop:
+        err.print(f"{escape(str(stop))}; run the same command again to resume (the question "
+                  "in flight is run again)", soft_wrap=True)
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        err.print("interrupted before the first question finished; no new result was written")
+        raise typer.Exit(130) from None
     out.print(summary_table(f"{graph} on {dataset_name}", summarize(records)))
     out.print(f"[dim]per-question results: {out_file}[/]")
 
@@ -434,6 +493,14 @@ def serve(
     cache: Annotated[bool, typer.Option(help="Use the module cache.")] = False,
     timeout_s: Annotated[float, typer.Option(help="Deadline of one graph run.")] = 300.0,
     max_body_kb: Annotated[int, typer.Option(help="Largest accepted request body.")] = 64,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        "--allowed-host",
+        help="A host name the HTTP server answers to besides 127.0.0.1, localhost and ::1, "
+             "in Host and Origin headers (repeatable; '*' turns the check off, only behind a "
+             "proxy that checks Host).")] = None,
+    request_timeout_s: Annotated[float, typer.Option(
+        help="Seconds a client has to send a whole request, headers and body, before it "
+             "is answered 408 and cut (HTTP transports).")] = 10.0,
 ) -> None:
     """Serve graphs over HTTP (one endpoint per graph) or MCP (one tool per graph)."""
     if http == mcp:
@@ -446,12 +513,20 @@ def serve(
         fail(f"two served graphs share a name: {', '.join(names)}")
     import uvicorn
 
+    from compose.serve.slow_clients import server_config
+
     if http:
+        from compose.serve.host_check import LOOPBACK_HOSTS
         from compose.serve.http_app import create_app
 
-        app_ = create_app(loaded, timeout_s=timeout_s, max_body_bytes=max_body_kb * 1024)
+        # The address bound is a name clients use, unless it is a wildcard.
+        bound = [] if host in ("0.0.0.0", "::") else [host]
+        app_ = create_app(loaded, timeout_s=timeout_s, max_body_bytes=max_body_kb * 1024,
+                          allowed_hosts=[*LOOPBACK_HOSTS, *bound, *(allowed_host or [])])
         err.print(f"serving {', '.join(names)} on http://{host}:{port} (docs at /docs)")
-        uvicorn.run(app_, host=host, port=port, log_level="warning")
+        uvicorn.Server(server_config(app_, host=host, port=port,
+                                     request_timeout_s=request_timeout_s,
+                                     log_level="warning")).run()
         return
     import anyio
 
@@ -462,8 +537,10 @@ def serve(
         anyio.run(run_stdio, server)
         return
     err.print(f"serving MCP tools {', '.join(names)} on http://{host}:{port}/mcp")
-    uvicorn.run(server.streamable_http_app(host=host, max_request_body_size=max_body_kb * 1024),
-                host=host, port=port, log_level="warning")
+    mcp_app = server.streamable_http_app(host=host, max_request_body_size=max_body_kb * 1024)
+    uvicorn.Server(server_config(mcp_app, host=host, port=port,
+                                 request_timeout_s=request_timeout_s,
+                                 log_level="warning")).run()
 
 
 if __name__ == "__main__":

@@ -82,6 +82,9 @@ EncoderRuntime = Literal["auto", "onnx", "torch"]
 
 class RetrieverConfig(StrictModel):
     index: str | None = Field(default=None, description="Directory of a built index.")
+    encoder_dir: str | None = Field(
+        default=None, description="Encoder directory of an index built with `index build "
+        "--encoder DIR`; a path stored in a manifest is never read.")
     mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
     k: int = Field(default=5, ge=1)
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")

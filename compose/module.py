@@ -16,6 +16,7 @@ import hashlib
 import json
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -65,22 +66,28 @@ class PromptTemplate(BaseModel):
 
 
 class ModuleContext:
-    """Per-call access to the shared runtime (generator, retriever, cache) plus cost stats."""
+    """Per-call access to the shared runtime (generator, retriever, cache) plus cost stats.
 
-    def __init__(self, runtime=None) -> None:
+    ``wrap_generator`` sees every generator call the module makes: a traced graph node passes
+    one that makes each call a span (``compose.telemetry``)."""
+
+    def __init__(self, runtime=None, *,
+                 wrap_generator: Callable[[Any], Any] | None = None) -> None:
         if runtime is None:
             from compose.runtime import Runtime
 
             runtime = Runtime.default()
         self.runtime = runtime
         self.stats = CallStats()
+        self.wrap_generator = wrap_generator
 
     def fresh(self) -> ModuleContext:
-        return ModuleContext(self.runtime)
+        return ModuleContext(self.runtime, wrap_generator=self.wrap_generator)
 
     @property
     def generator(self):
-        return self.runtime.generator
+        generator = self.runtime.generator
+        return generator if self.wrap_generator is None else self.wrap_generator(generator)
 
     @property
     def retriever(self):

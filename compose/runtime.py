@@ -66,10 +66,11 @@ class Runtime:
 
         if not self.config.retriever.index:
             raise NotConfiguredError(
-                "this graph retrieves but no index is configured: pass --index DIR "
-                "(build one with `composerag index build CORPUS DIR`) or set retriever.index"
+                "this graph retrieves but no index is configured: pass --index DIR on the "
+                "command line or index=DIR to load_graph (build one with `composerag index "
+                "build CORPUS DIR`), or set retriever.index"
             )
-        return open_retriever(self.config.retriever)
+        return open_retriever(self.config.retriever, encoder_dir=self.config.retriever.encoder_dir)
 
     def prefetch(self, *, generator: bool, retriever: bool) -> threading.Thread:
         """Load the named resources on a daemon thread. A failure there is left for the

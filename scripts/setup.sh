@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Set up a fresh machine: a .venv with composerag and everything its tests use.
 #
+#   bash scripts/setup.sh          composerag with every extra and the test tools (extra dev)
+#   bash scripts/setup.sh --core   composerag alone: run, evaluate and index with the embedded
+#                                  models; no server, Ray, transformers backend, tuning or tests
+# --core after a full set-up leaves the extras installed: remove .venv first for a core venv.
+#
 # llama-cpp-python compiles from source, here with llama.cpp's dynamic CPU backends: one
 # kernel library per instruction-set level (AVX2, AVX512, AVX512-VNNI/BF16 as on Zen 4, AMX...),
 # of which composerag registers the best one this machine really runs (compose/generators/
@@ -9,6 +14,12 @@
 # wheelhouse keyed by the build flags, and installed from there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+case "${1:-}" in
+  "") TARGET=".[dev]" ;;
+  --core) TARGET="." ;;
+  *) echo "usage: bash scripts/setup.sh [--core]" >&2; exit 2 ;;
+esac
 
 PYTHON=${PYTHON:-python3}
 LLAMA_VERSION=0.3.36
@@ -49,9 +60,15 @@ then
   python -m pip install -q --force-reinstall --no-deps --find-links "$WHEELS" \
     "llama-cpp-python==$LLAMA_VERSION"
 fi
-python -m pip install -q --find-links "$WHEELS" -e ".[dev]"
+# setuptools notes "Editable installation ... be careful with folders named like your
+# package" for any editable install of a layout it cannot map with one path entry (here
+# compose.modules -> modules/): information, not a fault, and pip shows it as a warning.
+PYTHONWARNINGS="ignore:Editable installation" \
+  python -m pip install -q --find-links "$WHEELS" -e "$TARGET"
 # llama.cpp's LoRA converter for compose.tune.export, from this llama-cpp-python's sdist;
-# fetched on first export otherwise, so a failure here only warns.
-python -m compose.tune.llama_sources ||
-  echo "warning: llama.cpp's conversion scripts not fetched; compose.tune.export will retry"
+# fetched on first export otherwise, so a failure here only warns. Tuning is not in --core.
+if [ "$TARGET" != "." ]; then
+  python -m compose.tune.llama_sources ||
+    echo "warning: llama.cpp's conversion scripts not fetched; compose.tune.export will retry"
+fi
 echo "composerag is installed in .venv"

@@ -1,14 +1,22 @@
 """Durable runs on a real SQLite checkpoint: resume after a failure without repeating finished
-nodes, loop budgets that hold across a resume, and pauses for approval."""
+nodes, loop budgets that hold across a resume, pauses for approval, and one run at a time
+per thread."""
 
 from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
 
 import pytest
 from typer.testing import CliRunner
 
 from compose.api import load_graph
 from compose.cli import app
-from compose.durable import sqlite_checkpointer
+from compose.durable import ThreadBusyError, holding_thread, sqlite_checkpointer
 from tests.conftest import retry_spec, scripted_runtime
 
 UNKNOWN = {"answer": "unknown", "citations": []}
@@ -105,3 +113,167 @@ def test_cli_shows_the_tool_call_awaiting_approval_in_the_agent(tmp_path, demo_i
     assert "paused before 'execute' (module execute_tool)" in result.output
     assert '"name": "evidence_search"' in result.output  # the agent's first step is fixed
     assert "run node 'execute'?" in result.output
+
+
+HOLDER = """
+import sys
+from compose.durable import sqlite_checkpointer
+with sqlite_checkpointer(sys.argv[1]).hold("t1"):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def holder_process(db) -> subprocess.Popen:
+    """Another process holding thread t1 of ``db`` until it reads a line (or is killed)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(db)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "held\n"
+    return proc
+
+
+def test_a_thread_another_process_runs_is_refused_naming_its_pid(tmp_path):
+    db = tmp_path / "runs.sqlite"
+    holder = holder_process(db)
+    saver = sqlite_checkpointer(db)
+    try:
+        busy = rf"thread 't1' of .*runs.sqlite is being run by PID {holder.pid} \(lock "
+        with pytest.raises(ThreadBusyError, match=busy), saver.hold("t1"):
+            pytest.fail("two runs held one thread")
+        with saver.hold("t2"):  # other threads of the same file are free
+            pass
+    finally:
+        holder.communicate("done\n", timeout=30)
+    with saver.hold("t1"):  # released when the holder finished
+        pass
+
+
+def test_a_killed_holder_leaves_its_thread_free(tmp_path):
+    db = tmp_path / "runs.sqlite"
+    holder = holder_process(db)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait(timeout=30)
+    with sqlite_checkpointer(db).hold("t1"):
+        pass
+
+
+def test_two_runs_of_one_thread_do_not_both_run_its_nodes(tmp_path, demo_index):
+    """Two graphs on one checkpoint file (two connections, as two processes have), one
+    thread id: the second run is refused while the first is inside its model call."""
+    db = tmp_path / "runs.sqlite"
+    in_model, release = threading.Event(), threading.Event()
+
+    def blocking(messages):
+        in_model.set()
+        assert release.wait(30)
+        return KNOWN
+
+    first_saver, second_saver = sqlite_checkpointer(db), sqlite_checkpointer(db)
+    first = load_graph("naive_rag", runtime=scripted_runtime(blocking, demo_index),
+                       checkpointer=first_saver)
+    second_runtime = scripted_runtime(lambda messages: KNOWN, demo_index)
+    second = load_graph("naive_rag", runtime=second_runtime, checkpointer=second_saver)
+    states: list[dict] = []
+
+    def run_first() -> None:
+        with holding_thread(first_saver, "lamp"):
+            states.append(first.invoke({"question": "Who invented the kelp-oil lamp?"},
+                                       thread_id="lamp"))
+
+    runner = threading.Thread(target=run_first)
+    runner.start()
+    try:
+        assert in_model.wait(30)
+        busy = rf"PID {os.getpid()} \(this process\)"
+        with pytest.raises(ThreadBusyError, match=busy), holding_thread(second_saver, "lamp"):
+            second.invoke({"question": "Who invented the kelp-oil lamp?"}, thread_id="lamp")
+    finally:
+        release.set()
+        runner.join(30)
+    assert nodes_run(states[0]) == ["retrieve", "answer"]
+    assert second_runtime.generator.calls == []
+    with holding_thread(second_saver, "lamp"):  # free again; the run is saved, not redone
+        assert second.checkpoint("lamp").next == ()
+
+
+def test_the_holding_thread_may_take_its_lock_again(tmp_path):
+    saver = sqlite_checkpointer(tmp_path / "runs.sqlite")
+    refusals: list[BaseException] = []
+
+    def other_thread() -> None:
+        try:
+            with saver.hold("t"):
+                pass
+        except ThreadBusyError as exc:
+            refusals.append(exc)
+
+    with saver.hold("t"), saver.hold("t"):  # nested, as invoke inside a caller's hold
+        probe = threading.Thread(target=other_thread)
+        probe.start()
+        probe.join(30)
+    assert len(refusals) == 1
+    with saver.hold("t"):  # both levels released
+        pass
+    with holding_thread(saver, None), holding_thread(object(), "t"):
+        pass  # no thread id, or a checkpointer without locks: nothing to hold
+
+
+def test_two_tasks_on_one_event_loop_do_not_share_a_hold(tmp_path):
+    saver = sqlite_checkpointer(tmp_path / "runs.sqlite")
+
+    async def run(inside: asyncio.Event, leave: asyncio.Event) -> None:
+        with saver.hold("t"):
+            inside.set()
+            await leave.wait()
+
+    async def main() -> str:
+        inside, leave = asyncio.Event(), asyncio.Event()
+        first = asyncio.create_task(run(inside, leave))
+        await inside.wait()
+        try:
+            await run(asyncio.Event(), leave)
+        except ThreadBusyError as exc:
+            return str(exc)
+        finally:
+            leave.set()
+            await first
+        return "not refused"
+
+    assert "this process" in asyncio.run(main())
+
+
+def test_a_graph_run_holds_its_thread(tmp_path, demo_index):
+    """ComposeGraph's runs hold their thread themselves: a second invoke, resume or stream
+    of the thread while the first is in its model call is refused; it then runs normally."""
+    db = tmp_path / "runs.sqlite"
+    in_model, release = threading.Event(), threading.Event()
+
+    def blocking(messages):
+        in_model.set()
+        assert release.wait(30)
+        return KNOWN
+
+    first = load_graph("naive_rag", runtime=scripted_runtime(blocking, demo_index),
+                       checkpointer=sqlite_checkpointer(db))
+    second_runtime = scripted_runtime(lambda messages: KNOWN, demo_index)
+    second = load_graph("naive_rag", runtime=second_runtime,
+                        checkpointer=sqlite_checkpointer(db))
+    question = {"question": "Who invented the kelp-oil lamp?"}
+    states: list[dict] = []
+    runner = threading.Thread(target=lambda: states.append(first.invoke(question,
+                                                                        thread_id="lamp")))
+    runner.start()
+    try:
+        assert in_model.wait(30)
+        for attempt in (lambda: second.invoke(question, thread_id="lamp"),
+                        lambda: second.resume("lamp"),
+                        lambda: list(second.stream(question,
+                                                   {"configurable": {"thread_id": "lamp"}}))):
+            with pytest.raises(ThreadBusyError, match="is being run by PID"):
+                attempt()
+    finally:
+        release.set()
+        runner.join(30)
+    assert nodes_run(states[0]) == ["retrieve", "answer"]
+    assert second_runtime.generator.calls == []
+    assert second.invoke(question, thread_id="other")["answer"] == "Doran Vesk"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -10,10 +11,12 @@ import sys
 import time
 
 import pytest
+from rich.console import Console
 
 from compose.api import load_graph
 from compose.corpus import QAItem
-from compose.eval.report import summarize
+from compose.eval.progress import EvalProgress
+from compose.eval.report import summarize, summary_table
 from compose.eval.runner import ResumeMismatchError, evaluate_one, read_done, run_eval
 from tests.conftest import scripted_runtime
 
@@ -68,6 +71,55 @@ def test_summary_averages_and_counts_errors():
     assert (summary.llm_calls, summary.tokens_in, summary.wall_s) == (2.0, 200.0, 3.0)
     assert summary.errors == 1 and summary.cache_hit_rate == 0.25
     assert summary.node_share == {"a": 0.75, "b": 0.25}
+
+
+def test_summary_table_says_how_many_answers_cited():
+    """A precision of 1.000 over the one answer of three that cited anything must say so."""
+    records = [
+        {"citations": ["demo-025"], "metrics": {"citation_precision": 1.0}},
+        {"citations": [], "metrics": {"citation_precision": None}},
+        {"citations": [], "metrics": {"citation_precision": None}, "error": "boom"},
+    ]
+    summary = summarize(records)
+    assert summary.cited == 1
+    console = Console(file=io.StringIO(), width=100)
+    console.print(summary_table("g on d", summary))
+    assert "1.000 (cited 1/3)" in console.file.getvalue()
+
+
+def test_progress_is_plain_lines_off_a_terminal():
+    stream = io.StringIO()
+    with EvalProgress("g on d", total=4, done=1, enabled=True,
+                      console=Console(file=stream, width=200)) as progress:
+        for failed in (False, True, False):
+            progress.advance(failed=failed)
+    lines = [line.rsplit(",", 1)[0] for line in stream.getvalue().splitlines()]
+    assert lines == ["resuming: 1 of 4 done", "g on d: 2/4 done", "g on d: 3/4 done, 1 error(s)",
+                     "g on d: 4/4 done, 1 error(s)"]
+
+
+def test_progress_lines_are_a_tenth_of_a_long_run_apart():
+    stream = io.StringIO()
+    with EvalProgress("g", total=100, done=0, enabled=True,
+                      console=Console(file=stream, width=200)) as progress:
+        for _ in range(100):
+            progress.advance()
+    assert [line.split(",")[0] for line in stream.getvalue().splitlines()] == [
+        f"g: {n}/100 done" for n in range(10, 101, 10)]
+
+
+def test_progress_on_a_terminal_is_a_bar_and_silent_when_disabled():
+    stream = io.StringIO()
+    with EvalProgress("g", total=2, done=1, enabled=True,
+                      console=Console(file=stream, force_terminal=True, width=100)) as progress:
+        progress.advance()
+    shown = stream.getvalue()
+    assert "resuming: 1 of 2 done" in shown and "2/2" in shown and "done," not in shown
+    quiet = io.StringIO()
+    with EvalProgress("g", total=2, done=1, enabled=False,
+                      console=Console(file=quiet)) as progress:
+        progress.advance()
+    assert quiet.getvalue() == ""
 
 
 def eval_command(out, index_root, limit):
@@ -149,3 +201,33 @@ def test_retry_errors_reruns_only_the_failed_questions(tmp_path, demo_index):
     assert all(r["error"] is None for r in retried)
     assert retried[1]["prediction"] == first[0]["prediction"]
     assert len(out.read_text().splitlines()) == 2
+
+
+def test_ctrl_c_says_what_is_saved_and_the_resume_says_so_too(tmp_path, demo_index):
+    """SIGINT mid-run: exit 130 with the count on disk and how to go on; the same command
+    then reports the resume and, its stderr being a pipe, plain progress lines."""
+    out = tmp_path / "results.jsonl"
+    process = subprocess.Popen(eval_command(out, demo_index.parent, 4), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if out.exists() and out.read_text().count("\n") >= 2:
+            break
+        if process.poll() is not None:
+            pytest.fail(f"eval ended early: {process.stderr.read()[-2000:]}")
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    saved = out.read_text().count("\n")
+    assert process.returncode == 130, stderr[-2000:]
+    assert 2 <= saved < 4, "the interrupt should land mid-run"
+    assert f"interrupted: {saved} of 4 results saved in {out}" in " ".join(stderr.split())
+    assert "run the same command again to resume" in " ".join(stderr.split())
+    assert "Traceback" not in stderr
+
+    finished = subprocess.run(eval_command(out, demo_index.parent, 4), capture_output=True,
+                              text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert f"resuming: {saved} of 4 done" in finished.stderr
+    assert "closed_book on demo: 4/4 done" in finished.stderr
+    assert "(cited" in finished.stdout

@@ -1,5 +1,6 @@
 """Clinical calculators against worked examples of their published formulas, and through the
-tool executor (argument bounds reject impossible inputs). Not for clinical use.
+tool executor: a table of implausible inputs (>= 82, every calculator) all refused by
+validation, and the most extreme real patients on record all accepted. Not for clinical use.
 
 Sources of the worked examples:
 - BMI: CDC, "Adult BMI calculation" (metric example: 68 kg, 1.65 m -> 24.98); WHO categories.
@@ -11,13 +12,20 @@ Sources of the worked examples:
 - Units: SI conversion factors of Young DS, Ann Intern Med 1987;106:114-29 (AMA Manual of
   Style table): glucose 90 mg/dL = 5.0 mmol/L, cholesterol 200 mg/dL = 5.18 mmol/L,
   creatinine 1.0 mg/dL = 88.4 umol/L.
+- Extreme real patients: the records cited beside the bounds in compose.tools.calculators and
+  compose.tools.lab_units (Wadlow 2.72 m, Minnoch 635 kg, Calment 122 y, creatinine
+  73.8 mg/dL = 6,524 umol/L, glucose 5,600 mg/dL and 147.6 mmol/L, haemoglobin 2 g/dL).
 """
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from pydantic import ValidationError
 
 from compose.tools.calculators import (
+    CreatinineClearanceResult,
     bmi,
     cha2ds2_vasc,
     cockcroft_gault,
@@ -25,7 +33,7 @@ from compose.tools.calculators import (
     kdigo_stage,
 )
 from compose.tools.execute import ToolCall, execute_call
-from compose.tools.lab_units import convert_lab_unit
+from compose.tools.lab_units import ConversionResult, convert_lab_unit
 
 
 def test_bmi_cdc_worked_example_and_who_categories():
@@ -129,3 +137,119 @@ def test_calculator_through_executor_returns_json_with_disclaimer():
         "creatinine_mg_dl": 1.0, "age_years": 50, "sex": "male"}), allowed=["egfr_ckd_epi_2021"])
     assert obs.ok and obs.valid
     assert '"egfr": 91.7' in obs.result and "not for clinical use" in obs.result
+
+
+NAN, INF = math.nan, math.inf
+PATIENTS = {
+    "bmi": {"weight_kg": 70, "height_m": 1.75},
+    "egfr_ckd_epi_2021": {"creatinine_mg_dl": 1.0, "age_years": 50, "sex": "male"},
+    "cha2ds2_vasc": {"age_years": 70, "sex": "female"},
+    "cockcroft_gault": {"age_years": 60, "weight_kg": 72, "creatinine_mg_dl": 1.0,
+                        "sex": "male"},
+}
+# Values no living patient has: signs, zeros, non-numbers, unit slips (g, cm, umol/L taken
+# for kg, m, mg/dL), subnormal floats that overflow a division, children in adult formulas.
+AGES = [-5, 0, 5, 130, 1000, NAN, INF]
+WEIGHTS = [-70, 0, 0.01, 1e-310, 900, 70_000, NAN, INF, -INF]
+ADULT_WEIGHTS = [1.0]  # an adult, though not a newborn, weighs more than 1 kg
+HEIGHTS = [-1.75, 0, 0.05, 3.5, 175, NAN, INF]
+CREATININES = [-1, 0, 0.001, 1e-310, 150, 1000, NAN, INF]
+# analyte: an absurd value in conventional units, then one in SI units
+LAB_ABSURD = {"glucose": (50_000, 5_000), "total_cholesterol": (90_000, 2_000),
+              "triglycerides": (2e6, 50_000), "creatinine": (500, 100_000),
+              "urea_nitrogen": (20_000, 10_000), "calcium": (400, 100),
+              "hemoglobin": (300, 3_000)}
+
+
+def _field_cases(name: str, field: str, values: list) -> list:
+    return [pytest.param(name, {**PATIENTS[name], field: v}, field,
+                         id=f"{name}-{field}={v!r}") for v in values]
+
+
+def _lab_cases() -> list:
+    cases = []
+    for analyte, (conventional, si) in LAB_ABSURD.items():
+        for value, to in [(-1, "si"), (0, "si"), (NAN, "si"), (INF, "conventional"),
+                          (conventional, "si"), (si, "conventional")]:
+            cases.append(pytest.param("convert_lab_unit",
+                                      {"analyte": analyte, "value": value, "to": to}, "value",
+                                      id=f"{analyte}={value!r}->{to}"))
+    return cases
+
+
+IMPLAUSIBLE = [
+    *_field_cases("bmi", "weight_kg", WEIGHTS),
+    *_field_cases("bmi", "height_m", HEIGHTS),
+    # each value real, the pair not: BMI 2800, 0.08 and 300 kg/m2
+    *[pytest.param("bmi", {"weight_kg": w, "height_m": h}, "height_m", id=f"bmi-{w}kg-{h}m")
+      for w, h in [(700, 0.5), (0.5, 2.5), (300, 1.0)]],
+    *_field_cases("egfr_ckd_epi_2021", "creatinine_mg_dl", CREATININES),
+    *_field_cases("egfr_ckd_epi_2021", "age_years", AGES),
+    *_field_cases("cha2ds2_vasc", "age_years", AGES),
+    *_field_cases("cockcroft_gault", "age_years", AGES),
+    *_field_cases("cockcroft_gault", "weight_kg", WEIGHTS + ADULT_WEIGHTS),
+    *_field_cases("cockcroft_gault", "creatinine_mg_dl", CREATININES),
+    *_lab_cases(),
+]
+
+
+def test_the_implausible_table_covers_every_calculator_with_at_least_82_cases():
+    assert len(IMPLAUSIBLE) >= 82
+    assert {case.values[0] for case in IMPLAUSIBLE} == {*PATIENTS, "convert_lab_unit"}
+
+
+@pytest.mark.parametrize(("name", "arguments", "field"), IMPLAUSIBLE)
+def test_implausible_input_is_refused_by_validation_naming_the_field(name, arguments, field):
+    obs = execute_call(ToolCall(name=name, arguments=arguments), allowed=[name])
+    assert not obs.ok, f"accepted: {obs.result}"
+    assert not obs.valid, obs.error  # refused before computing, not failed while computing
+    assert obs.error.startswith(f"invalid arguments for {name}: {field}"), obs.error
+
+
+@pytest.mark.parametrize(("name", "arguments"), [
+    pytest.param("bmi", {"weight_kg": 0.212, "height_m": 0.24}, id="smallest-newborn"),
+    pytest.param("bmi", {"weight_kg": 635, "height_m": 1.85}, id="heaviest-man"),
+    pytest.param("bmi", {"weight_kg": 199, "height_m": 2.72}, id="tallest-man"),
+    pytest.param("bmi", {"weight_kg": 14.5, "height_m": 0.546}, id="shortest-man"),
+    pytest.param("egfr_ckd_epi_2021", {"creatinine_mg_dl": 73.8, "age_years": 23,
+                                       "sex": "male"}, id="highest-creatinine"),
+    pytest.param("egfr_ckd_epi_2021", {"creatinine_mg_dl": 0.1, "age_years": 122,
+                                       "sex": "female"}, id="oldest-woman"),
+    pytest.param("cha2ds2_vasc", {"age_years": 122, "sex": "female"}, id="oldest-af"),
+    pytest.param("cockcroft_gault", {"age_years": 40, "weight_kg": 635,
+                                     "creatinine_mg_dl": 0.8, "sex": "male"}, id="heaviest"),
+    pytest.param("cockcroft_gault", {"age_years": 20, "weight_kg": 5.9,
+                                     "creatinine_mg_dl": 0.1, "sex": "female"}, id="lightest"),
+    pytest.param("convert_lab_unit", {"analyte": "glucose", "value": 5600, "to": "si"},
+                 id="highest-glucose"),
+    pytest.param("convert_lab_unit", {"analyte": "glucose", "value": 147.6,
+                                      "to": "conventional"}, id="glucose-record-in-si"),
+    pytest.param("convert_lab_unit", {"analyte": "triglycerides", "value": 16_900,
+                                      "to": "si"}, id="severe-hypertriglyceridaemia"),
+    pytest.param("convert_lab_unit", {"analyte": "creatinine", "value": 6524,
+                                      "to": "conventional"}, id="creatinine-record-umol"),
+    pytest.param("convert_lab_unit", {"analyte": "hemoglobin", "value": 2.0, "to": "si"},
+                 id="lowest-hemoglobin-survived"),
+])
+def test_extreme_but_real_values_are_accepted(name, arguments):
+    obs = execute_call(ToolCall(name=name, arguments=arguments), allowed=[name])
+    assert obs.ok, obs.error
+
+
+def test_direct_python_calls_are_held_to_the_same_bounds():
+    with pytest.raises(ValidationError, match="weight_kg"):
+        bmi(weight_kg=-3, height_m=1.7)
+    with pytest.raises(ValidationError, match="BMI of 2800"):
+        bmi(weight_kg=700, height_m=0.5)
+    with pytest.raises(ValidationError, match="creatinine_mg_dl"):
+        cockcroft_gault(age_years=60, weight_kg=72, creatinine_mg_dl=1e-310, sex="male")
+    with pytest.raises(ValidationError, match="plausible range"):
+        convert_lab_unit(analyte="glucose", value=50_000, to="si")
+
+
+@pytest.mark.parametrize("number", [math.inf, -math.inf, math.nan])
+def test_results_refuse_a_non_finite_number(number):
+    with pytest.raises(ValidationError, match="finite"):
+        CreatinineClearanceResult(crcl_ml_min=number)
+    with pytest.raises(ValidationError, match="finite"):
+        ConversionResult(value=number, unit="mmol/L", from_value=1.0, from_unit="mg/dL")

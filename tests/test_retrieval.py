@@ -10,6 +10,7 @@ import pytest
 
 from compose.config import RetrieverConfig
 from compose.corpus import Passage
+from compose.retrieval.errors import IndexDamagedError
 from compose.retrieval.index import (
     IndexMismatchError,
     LoadedIndex,
@@ -50,6 +51,8 @@ def test_manifest_records_what_was_built(demo_index):
     assert manifest.encoder == "all-MiniLM-L6-v2"
     assert manifest.dimension == 384
     assert manifest.count == len(LoadedIndex(demo_index).passages) >= 100
+    assert manifest.format_version == 2
+    assert {"passages.jsonl", "dense.faiss"} <= set(manifest.files)
 
 
 def test_encoder_mismatch_is_refused(demo_index):
@@ -70,7 +73,7 @@ def test_edited_passages_file_is_detected(demo_index, tmp_path):
     first["text"] = "tampered"
     lines[0] = json.dumps(first)
     (copy / "passages.jsonl").write_text("\n".join(lines) + "\n")
-    with pytest.raises(IndexMismatchError, match="changed after the index was built"):
+    with pytest.raises(IndexDamagedError, match="passages.jsonl differs from the file the index"):
         LoadedIndex(copy)
 
 
@@ -79,7 +82,7 @@ def test_truncated_passages_file_is_detected(demo_index, tmp_path):
     shutil.copytree(demo_index, copy)
     lines = (copy / "passages.jsonl").read_text().splitlines()
     (copy / "passages.jsonl").write_text("\n".join(lines[:-1]) + "\n")
-    with pytest.raises(IndexMismatchError, match="inconsistent"):
+    with pytest.raises(IndexDamagedError, match="passages.jsonl differs.*truncated"):
         LoadedIndex(copy)
 
 

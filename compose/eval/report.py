@@ -13,6 +13,8 @@ from compose.eval.metrics import AGGREGATES
 class EvalSummary(BaseModel):
     questions: int
     errors: int
+    cited: int = Field(0, description="Answers citing at least one passage: citation "
+                       "precision averages over these alone, so it is shown beside them.")
     metrics: dict[str, float | None]
     llm_calls: float
     tokens_in: float
@@ -45,6 +47,7 @@ def summarize(records: list[dict]) -> EvalSummary:
     return EvalSummary(
         questions=len(records),
         errors=sum(1 for r in records if r.get("error")),
+        cited=sum(1 for r in records if r.get("citations")),
         metrics=metrics,
         llm_calls=_mean([r.get("llm_calls", 0) for r in records]) or 0.0,
         tokens_in=_mean([r.get("tokens_in", 0) for r in records]) or 0.0,
@@ -62,7 +65,10 @@ def summary_table(title: str, summary: EvalSummary) -> Table:
     table.add_row("questions", str(summary.questions))
     table.add_row("errors", str(summary.errors))
     for name, value in summary.metrics.items():
-        table.add_row(name, "n/a" if value is None else f"{value:.3f}")
+        shown = "n/a" if value is None else f"{value:.3f}"
+        if name == "citation_precision":
+            shown += f" (cited {summary.cited}/{summary.questions})"
+        table.add_row(name, shown)
     table.add_row("LLM calls / question", f"{summary.llm_calls:.2f}")
     table.add_row("tokens in / question", f"{summary.tokens_in:.1f}")
     table.add_row("tokens out / question", f"{summary.tokens_out:.1f}")

@@ -19,13 +19,12 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from compose.api import load_graph
 from compose.corpora.benchmarks import load_benchmark
 from compose.corpus import QAItem
 from compose.eval.metrics import compute_metrics, normalize_answer
+from compose.eval.progress import EvalProgress
 from compose.eval.results_file import drop_records, read_done, results_lock
 from compose.modules.answer import UNKNOWN
 from compose.retrieval.store import ensure_index
@@ -36,6 +35,16 @@ RETRIEVAL_MODULES = {"retrieve"}
 
 class ResumeMismatchError(ValueError):
     pass
+
+
+class EvalInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an evaluation. Every finished question is already on disk (fsynced), so
+    this says how many, and the same call resumes from there; only the question in flight is
+    lost. A ``KeyboardInterrupt``, so ``except Exception`` handlers still let it through."""
+
+    def __init__(self, out: Path, saved: int, total: int) -> None:
+        super().__init__(f"interrupted: {saved} of {total} results saved in {out}")
+        self.out, self.saved, self.total = out, saved, total
 
 
 class EvalSettings(BaseModel):
@@ -184,7 +193,10 @@ def run_eval(
     ``backend="ray"`` spreads the questions over ``workers`` Ray actors (a local instance,
     or the cluster at ``ray_address``); the file written is the same either way.
     ``retry_errors`` runs again the questions whose record holds an error (a crashed model
-    server, say); without it they count as done, and as errors in the table."""
+    server, say); without it they count as done, and as errors in the table.
+    ``show_progress`` reports on stderr (a bar on a terminal, plain lines elsewhere, and
+    "resuming: N of M done"). Ctrl-C raises :class:`EvalInterrupted`, which counts what was
+    saved."""
     if backend not in ("local", "ray"):
         raise ValueError(f"unknown eval backend {backend!r}; use local or ray")
     out = Path(out)
@@ -224,24 +236,26 @@ def run_eval(
         else:
             results = (evaluate_one(graph, item, recall_k, metric_names, judge)
                        for item in todo)
-        columns = ("[progress.description]{task.description}", BarColumn(),
-                   MofNCompleteColumn(), TimeElapsedColumn())
-        with open(out, "a", encoding="utf-8") as handle, Progress(
-            *columns, disable=not show_progress, console=Console(stderr=True)
-        ) as progress:
-            task = progress.add_task(f"{graph_name} on {data.name}", total=len(questions),
-                                     completed=len(questions) - len(todo))
-            for record in results:
-                trace = record.pop("trace")
-                if save_traces:
-                    append_line(traces_path, {"id": record["id"],
-                                              "question": record["question"], "trace": trace})
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-                done.append(record)
-                progress.advance(task)
         wanted = {q.id for q in questions}
+        try:
+            with open(out, "a", encoding="utf-8") as handle, EvalProgress(
+                f"{graph_name} on {data.name}", len(questions), len(questions) - len(todo),
+                enabled=show_progress,
+            ) as progress:
+                for record in results:
+                    trace = record.pop("trace")
+                    if save_traces:
+                        append_line(traces_path, {"id": record["id"],
+                                                  "question": record["question"],
+                                                  "trace": trace})
+                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                    done.append(record)
+                    progress.advance(failed=bool(record["error"]))
+        except KeyboardInterrupt:
+            saved = sum(1 for r in done if r["id"] in wanted)
+            raise EvalInterrupted(out, saved, len(questions)) from None
         corpus = {p.id: p for p in data.corpus}
         return [rescore(r, corpus, metric_names) for r in done if r["id"] in wanted]
 

@@ -88,6 +88,14 @@ class Generator(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
 
+def context_size(generator) -> int | None:
+    """How many tokens the backend's context window holds (prompt and answer together), or
+    None for a backend that does not say (a remote server, a scripted generator). A server
+    checks a request's text against it before running a graph whose prompt cannot fit."""
+    size = getattr(generator, "context_size", None)
+    return size() if size is not None else None
+
+
 def exclusive(generator) -> AbstractContextManager:
     """Hold a backend for a run of calls so no other thread's call lands in between: a
     stateful backend (llama.cpp) then keeps the shared prompt prefix's KV state from one call

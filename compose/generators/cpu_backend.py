@@ -148,6 +148,7 @@ def _loaded_ggml(directory: Path) -> Path:
         maps = Path("/proc/self/maps").read_text().splitlines()
     except OSError:
         maps = []
+    directory = directory.resolve()  # the maps list resolved paths; a venv may sit under a symlink
     for line in maps:
         path = line.split(maxsplit=5)[-1] if line.count(" ") >= 5 else ""
         if Path(path).parent == directory and Path(path).name.startswith("libggml.so"):

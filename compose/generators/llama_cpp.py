@@ -125,6 +125,10 @@ class LlamaCppGenerator:
     def count_tokens(self, text: str) -> int:
         return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
+    def context_size(self) -> int:
+        """The context window in tokens (``generator.n_ctx``); a prompt must be shorter."""
+        return self.llama.n_ctx()
+
     def generate(
         self,
         messages: list[Message],

@@ -4,6 +4,8 @@ Every node wraps one module: it maps state fields to the module input, runs the 
 fresh context (so its cost is measured), maps the output back, appends a trace event and, for
 nodes with branches, decides the route itself. Deciding the route inside the node lets loop
 budgets be counted in the same state update, so a budget holds even across checkpoints.
+When OpenTelemetry tracing is on (``compose.telemetry``), each node also runs inside its span
+and the compiled graph carries the callback that opens the run's span.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ import operator
 import time
 from typing import Annotated, Any, TypedDict
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END as LG_END
 from langgraph.graph import START, StateGraph
 
 from compose.graph.spec import END, EdgeSpec, GraphSpec
 from compose.graph.validate import written_fields
+from compose.module import ModuleContext
 from compose.registry import get_module
 from compose.runtime import Runtime
+from compose.telemetry import GraphTracing, graph_tracing, params_hash, record_node
 from compose.trace import TraceEvent
 
 
@@ -73,16 +78,16 @@ def choose_branch(name: str, edge: EdgeSpec, state: dict[str, Any]) -> tuple[str
     raise AssertionError(f"validated graph has no default branch out of {name!r}")
 
 
-def make_node(name: str, spec: GraphSpec, runtime: Runtime):
+def make_node(name: str, spec: GraphSpec, runtime: Runtime,
+              tracing: GraphTracing | None = None):
     node = spec.nodes[name]
     module = get_module(node.module)(node.params)
     in_map = {field: node.inputs.get(field, field) for field in module.Input.model_fields}
     out_map = {field: node.outputs.get(field, field) for field in module.Output.model_fields}
     branching = next((e for e in spec.edges_from(name) if e.branches), None)
 
-    def run_node(state: dict[str, Any]) -> dict[str, Any]:
+    def step(state: dict[str, Any], ctx: ModuleContext) -> dict[str, Any]:
         payload = {f: state[s] for f, s in in_map.items() if state.get(s) is not None}
-        ctx = runtime.context()
         started = time.perf_counter()
         try:
             output = module(payload, ctx).model_dump(mode="json")
@@ -107,6 +112,20 @@ def make_node(name: str, spec: GraphSpec, runtime: Runtime):
         update["trace"] = [event.model_dump()]
         return update
 
+    if tracing is None:
+        def run_node(state: dict[str, Any]) -> dict[str, Any]:
+            return step(state, runtime.context())
+    else:
+        digest = params_hash(module.params.model_dump(mode="json"))
+
+        def run_node(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+            # LangGraph passes the node's config, whose run id leads to the run span.
+            with tracing.node_span(name, node.module, digest, config) as span:
+                update = step(state, ModuleContext(runtime,
+                                                   wrap_generator=tracing.wrap_generator))
+                record_node(span, update["trace"][0])
+                return update
+
     run_node.__name__ = f"node_{name}"
     return run_node
 
@@ -130,8 +149,9 @@ def compile_spec(spec: GraphSpec, runtime: Runtime, checkpointer=None,
                  interrupt_before: list[str] | None = None):
     """Return the compiled LangGraph object (usable directly, or as a subgraph)."""
     builder = StateGraph(state_schema(spec))
+    tracing = graph_tracing(spec.name, runtime.config.generator)
     for name in spec.nodes:
-        builder.add_node(name, make_node(name, spec, runtime))
+        builder.add_node(name, make_node(name, spec, runtime, tracing))
     builder.add_edge(START, spec.entry)
     for edge in spec.edges:
         if edge.to is not None:
@@ -141,8 +161,9 @@ def compile_spec(spec: GraphSpec, runtime: Runtime, checkpointer=None,
             builder.add_conditional_edges(
                 edge.source, _router(edge.source), targets
             )
-    return builder.compile(checkpointer=checkpointer, interrupt_before=interrupt_before,
-                           name=spec.name)
+    graph = builder.compile(checkpointer=checkpointer, interrupt_before=interrupt_before,
+                            name=spec.name)
+    return graph if tracing is None else graph.with_config(callbacks=[tracing.callback])
 
 
 def _router(name: str):

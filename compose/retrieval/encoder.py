@@ -35,7 +35,15 @@ _ONNX: dict[tuple[str, int | None, str], OnnxEncoder | OnnxEncoderError] = {}
 _ONNX_LOCK = threading.Lock()
 
 
+def known_encoders() -> list[str]:
+    """The encoder registry: names that resolve to a packaged model, never to a path."""
+    return sorted(_PACKAGED)
+
+
 def resolve_encoder(name: str) -> Path:
+    """A known name, or a directory the caller was given by the user (``--encoder DIR`` at
+    build). Opening an index never passes its manifest's value here unless it is a known name
+    (see ``compose.retrieval.index.index_encoder``)."""
     if name in _PACKAGED:
         package, sub = _PACKAGED[name]
         return package_dir(package) / sub

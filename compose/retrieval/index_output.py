@@ -3,9 +3,10 @@
 ``composerag index build CORPUS OUT`` used to delete whatever OUT named before moving the new
 index in, so a typo (or ``.``) destroyed user files. An index is now written only into a
 directory that does not exist, is empty, or already is an index (a readable manifest and
-nothing but index files); the current directory, its parents, the home directory and ``/``
-are refused even when empty. An existing index is swapped for the new one in a single
-rename where the filesystem can (readers see the old index or the new one, never none).
+nothing but index files and their verification cache); the current directory, its parents,
+the home directory and ``/`` are refused even when empty. An existing index is swapped for
+the new one in a single rename where the filesystem can (readers see the old index or the new
+one, never none).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Literal
 
 from pydantic import ValidationError
 
+from compose.retrieval.integrity import is_cache_file
 from compose.retrieval.manifest import IndexManifest
 
 INDEX_FILES = frozenset({"manifest.json", "passages.jsonl", "dense.faiss", "bm25"})
@@ -62,13 +64,17 @@ def output_state(out_dir: str | Path) -> OutputState:
     if reason:
         raise IndexOutputError(f"{refuse}: {reason}; name a new directory, e.g. {shown}/index")
     if not path.exists():
+        blocking = next((parent for parent in path.parents if parent.exists()), None)
+        if blocking is not None and not blocking.is_dir():
+            raise IndexOutputError(f"{refuse}: {blocking} is a file, not a directory")
         return "absent"
     if not path.is_dir():
         raise IndexOutputError(f"{refuse}: it is a file, not a directory")
     entries = sorted(path.iterdir())
     if not entries:
         return "empty"
-    foreign = [e.name + ("/" if e.is_dir() else "") for e in entries if e.name not in INDEX_FILES]
+    foreign = [e.name + ("/" if e.is_dir() else "") for e in entries
+               if e.name not in INDEX_FILES and not is_cache_file(e.name)]
     if foreign:
         raise IndexOutputError(
             f"{refuse}: it is not empty and holds files that are not part of an index "

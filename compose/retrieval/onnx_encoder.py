@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from compose.config import DEFAULT_HOME
+from compose.retrieval.integrity import file_sha256
 
 CACHE_ENV = "COMPOSERAG_ONNX_CACHE"
 TOLERANCE = 1e-4
@@ -101,14 +102,6 @@ def cache_root() -> Path:
     """``$COMPOSERAG_ONNX_CACHE`` if set (tests, read-only homes), else ``~/.cache/...``."""
     override = os.environ.get(CACHE_ENV)
     return Path(override).expanduser() if override else DEFAULT_HOME / "onnx"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weights_file(source_dir: Path) -> Path:

@@ -61,7 +61,7 @@ class Retriever:
         return self.index.fingerprint
 
     def dense_search(self, query: str, k: int) -> list[tuple[int, float]]:
-        vector = embed([query], self.index.manifest.encoder, runtime=self.encoder_runtime,
+        vector = embed([query], self.index.encoder, runtime=self.encoder_runtime,
                        threads=self.encoder_threads)
         with single_threaded_faiss():
             scores, ids = self.index.dense.search(vector, min(k, self.index.dense.ntotal))
@@ -98,12 +98,15 @@ class Retriever:
         ]
 
 
-def open_retriever(config: RetrieverConfig) -> Retriever:
-    """Open an index once per process and directory."""
-    key = str(Path(config.index).expanduser().resolve())
+def open_retriever(config: RetrieverConfig, *,
+                   encoder_dir: str | Path | None = None) -> Retriever:
+    """Open an index once per process and directory. ``encoder_dir``: the encoder directory
+    an index built from one needs (a manifest's path is never trusted, see ``index_encoder``)."""
+    path = str(Path(config.index).expanduser().resolve())
+    key = f"{path}\0{encoder_dir or ''}"
     with _LOCK:
         if key not in _OPEN:
-            _OPEN[key] = Retriever(LoadedIndex(key))
+            _OPEN[key] = Retriever(LoadedIndex(path, encoder_dir=encoder_dir))
         retriever = _OPEN[key]
         if hasattr(retriever.index.dense, "hnsw"):
             retriever.index.dense.hnsw.efSearch = config.hnsw_ef_search

@@ -1,7 +1,9 @@
 """Indexes kept under the composerag home, found again by corpus content hash.
 
 ``ensure_index`` is what lets ``composerag run`` and ``composerag eval`` build an index on
-first use and reuse it afterwards, rebuilding only when the corpus (or encoder) changed.
+first use and reuse it afterwards, rebuilding only when the corpus (or encoder) changed. An
+index kept here is a cache of its corpus, so one that is damaged or of an older format is
+rebuilt with a note rather than refused.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from rich.console import Console
 from compose.config import DEFAULT_HOME
 from compose.corpus import Passage, corpus_hash
 from compose.retrieval.encoder import DEFAULT_ENCODER
-from compose.retrieval.index import IndexType, build_index, read_manifest
+from compose.retrieval.errors import IndexDamagedError
+from compose.retrieval.index import IndexType, build_index
+from compose.retrieval.integrity import verify_files
+from compose.retrieval.manifest import check_format, read_manifest
 
 INDEX_HOME = DEFAULT_HOME / "indexes"
 
@@ -30,9 +35,17 @@ def ensure_index(
     digest = corpus_hash(passages)
     path = Path(root or INDEX_HOME).expanduser() / f"{name}-{digest}-{index_type}"
     if (path / "manifest.json").is_file():
-        manifest = read_manifest(path)
-        if manifest.corpus_hash == digest and manifest.encoder == encoder:
-            return path
+        try:
+            manifest = read_manifest(path)
+            check_format(manifest, path)
+            verify_files(path, manifest)
+        except IndexDamagedError as damage:
+            Console(stderr=True).print(
+                f"composerag: index {path}: {damage.file} {damage.reason}; rebuilding it",
+                markup=False, highlight=False)
+        else:
+            if manifest.corpus_hash == digest and manifest.encoder == encoder:
+                return path
     if show_progress:
         Console(stderr=True).print(
             f"[bold]building the {name} index[/] ({len(passages)} passages) at {path}"

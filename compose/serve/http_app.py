@@ -4,17 +4,26 @@ deadlines.
 Routes, for each served graph NAME:
 
 - ``POST /graphs/NAME/invoke`` - body: the graph's request model; reply: :class:`RunResult`
-  (``?trace=true`` adds the per-node trace). 422 on a bad body, 413 over the size limit,
-  504 past the deadline, 500 when a node fails (the detail names the node).
+  (``?trace=true`` adds the per-node trace). 422 on a bad body (not strict JSON, wrong
+  fields or types, or text longer than the model's context), 415 for a body that is not
+  JSON, 413 over the size limit, 504 past the deadline, 500 when a node fails (the detail
+  names the node).
 - ``POST /graphs/NAME/stream`` - NDJSON: one ``node`` event per finished node, then ``end``
-  with the outputs (or ``error``).
+  with the outputs (or ``error``); a bad body is refused with the same statuses first.
 - ``GET /graphs`` lists the graphs with their input/output schemas; ``GET /healthz``;
   ``GET /openapi.json`` and ``/docs`` come from FastAPI.
 
+Errors have FastAPI's shape, ``{"detail": ...}``. Requests naming another host in ``Host``
+(421) or coming from a page on another origin (403) are refused: DNS-rebinding protection
+(``host_check``), loopback names only unless ``allowed_hosts`` says otherwise. Clients that
+send a request too slowly are cut by the server configuration of ``slow_clients``.
+
 Usage::
 
-    app = create_app([load_graph("naive_rag")], timeout_s=60)
-    uvicorn.run(app, host="127.0.0.1", port=8000)
+    from compose.serve.slow_clients import server_config
+
+    app = create_app([load_graph("naive_rag", index=demo_index())], timeout_s=60)
+    uvicorn.Server(server_config(app, host="127.0.0.1", port=8000)).run()
 """
 
 from __future__ import annotations
@@ -29,7 +38,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from compose.api import ComposeGraph
 from compose.graph.compiler import NodeError
-from compose.serve.service import GraphService, RunResult, RunTimeoutError
+from compose.serve.host_check import LOOPBACK_HOSTS, HostCheck, allow_list
+from compose.serve.service import GraphService, InputTooLongError, RunResult, RunTimeoutError
+from compose.serve.strict_json import StrictJSONRoute
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
@@ -54,6 +65,8 @@ class BodySizeLimit:
         size = 0
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client went away (or was cut as too slow) mid-body
             messages.append(message)
             if message["type"] != "http.request":
                 break
@@ -76,10 +89,19 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+def _too_long(exc: InputTooLongError) -> HTTPException:
+    """422 in FastAPI's validation shape, with the limit in ``ctx``."""
+    return HTTPException(status_code=422, detail=[{
+        "type": "too_long_for_context", "loc": ["body", *exc.fields], "msg": str(exc),
+        "ctx": {"tokens": exc.tokens, "context_tokens": exc.limit}}])
+
+
 def _invoke_endpoint(service: GraphService) -> Callable[..., Awaitable[RunResult]]:
     async def invoke(body, trace: bool = Query(False, description="Include the trace.")):
         try:
             return await service.invoke(body, with_trace=trace)
+        except InputTooLongError as exc:
+            raise _too_long(exc) from exc
         except RunTimeoutError as exc:
             raise HTTPException(status_code=504, detail=str(exc)) from exc
         except NodeError as exc:
@@ -91,6 +113,11 @@ def _invoke_endpoint(service: GraphService) -> Callable[..., Awaitable[RunResult
 
 def _stream_endpoint(service: GraphService) -> Callable[..., Awaitable[StreamingResponse]]:
     async def stream(body):
+        try:
+            await service.check(body)
+        except InputTooLongError as exc:
+            raise _too_long(exc) from exc
+
         async def lines():
             async for event in service.stream(body):
                 yield json.dumps(event, ensure_ascii=False) + "\n"
@@ -110,13 +137,20 @@ def _annotate_body(endpoint: Callable, request_model: type) -> None:
 
 
 def create_app(graphs: Iterable[ComposeGraph], *, timeout_s: float = 300.0,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               allowed_hosts: Iterable[str] = LOOPBACK_HOSTS) -> FastAPI:
+    """The app serving ``graphs``. ``allowed_hosts``: the host names (no ports) the server
+    answers to in ``Host`` and accepts pages from in ``Origin``; ``"*"`` turns the check
+    off, for a server behind a proxy that checks ``Host`` itself."""
     services = {g.spec.name: GraphService(g, timeout_s=timeout_s) for g in graphs}
     if not services:
         raise ValueError("create_app needs at least one graph")
+    hosts = allow_list(allowed_hosts)
     app = FastAPI(title="composerag", description="composerag graphs over HTTP.",
                   version="1")
+    app.router.route_class = StrictJSONRoute
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(HostCheck, allowed_hosts=hosts)  # added last: runs first
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

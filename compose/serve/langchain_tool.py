@@ -6,7 +6,7 @@ refused by validation before the graph runs. The tool returns the graph's declar
 
 Usage::
 
-    tool = as_langchain_tool(load_graph("naive_rag"), name="search_docs")
+    tool = as_langchain_tool(load_graph("naive_rag", index=demo_index()), name="search_docs")
     tool.invoke({"question": "Who invented the kelp-oil lamp?"})
 """
 

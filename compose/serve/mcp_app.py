@@ -8,7 +8,7 @@ streamable HTTP on loopback.
 
 Usage::
 
-    server = create_mcp_server([load_graph("naive_rag")])
+    server = create_mcp_server([load_graph("naive_rag", index=demo_index())])
     anyio.run(run_stdio, server)
 """
 
@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from compose.api import ComposeGraph
 from compose.graph.compiler import NodeError
-from compose.serve.service import GraphService, RunTimeoutError
+from compose.serve.service import GraphService, InputTooLongError, RunTimeoutError
 
 
 def _error(message: str) -> types.CallToolResult:
@@ -55,7 +55,7 @@ def create_mcp_server(graphs: Iterable[ComposeGraph], *, timeout_s: float = 300.
             return _error(f"invalid arguments for {params.name}: {exc}")
         try:
             result = await service.invoke(request)
-        except (RunTimeoutError, NodeError) as exc:
+        except (InputTooLongError, RunTimeoutError, NodeError) as exc:
             return _error(str(exc))
         return types.CallToolResult(
             content=[types.TextContent(type="text",

@@ -5,6 +5,11 @@ and stream the same way. A graph run is blocking (model calls), so it runs in a 
 thread; the local generators serialise their own calls with a lock, so concurrent requests
 interleave retrieval and wait only for the model.
 
+A request whose text cannot fit in the model's context window is refused before the graph
+runs (:class:`InputTooLongError`), instead of failing in the first node that prompts the
+model. The check counts the request's text with the model's own tokenizer; it applies to
+graphs with a node answered by the model, with a backend that reports its context size.
+
 A deadline cannot stop a Python thread: when a request times out its caller gets the error
 at once, while the run finishes in the background and its result is discarded (the model
 lock is held until then, so later requests queue behind it - their own deadlines count that
@@ -12,7 +17,7 @@ wait).
 
 Usage::
 
-    service = GraphService(load_graph("naive_rag"), timeout_s=60)
+    service = GraphService(load_graph("naive_rag", index=demo_index()), timeout_s=60)
     result = await service.invoke(service.Request(question="Who invented the kelp-oil lamp?"))
 """
 
@@ -28,11 +33,28 @@ from pydantic import BaseModel, Field, create_model
 from pydantic_core import to_jsonable_python
 
 from compose.api import ComposeGraph
+from compose.generators.base import context_size
 from compose.graph.io import graph_io_models
+from compose.module import LLMModule
+from compose.registry import get_module
 
 
 class RunTimeoutError(TimeoutError):
     """A graph run exceeded the service's deadline."""
+
+
+class InputTooLongError(ValueError):
+    """A request's text alone fills the model's context window, so no prompt with it fits."""
+
+    def __init__(self, fields: list[str], tokens: int, limit: int) -> None:
+        self.fields = fields
+        self.tokens = tokens
+        self.limit = limit
+        named = (f"input {fields[0]!r} is" if len(fields) == 1 else
+                 f"inputs {', '.join(map(repr, fields))} are")
+        super().__init__(f"{named} {tokens:,} tokens; the model's context holds {limit:,} "
+                         "tokens for prompt and answer together (generator.n_ctx): shorten "
+                         "the text")
 
 
 class RunResult(BaseModel):
@@ -54,17 +76,43 @@ class GraphService:
         self.Request, self.Response = graph_io_models(graph.spec)
         self.Result = create_model(self.Response.__name__.replace("Response", "Result"),
                                    __base__=RunResult, output=(self.Response, ...))
+        self._prompts_model = any(issubclass(get_module(node.module), LLMModule)
+                                 for node in graph.spec.nodes.values())
+
+    def check_length(self, request: BaseModel) -> None:
+        """Raise :class:`InputTooLongError` when the request's text alone fills the model's
+        context. Blocking: it may load the model, and tokenizes."""
+        if not self._prompts_model:
+            return
+        generator = self.graph.runtime.generator
+        limit = context_size(generator)
+        if limit is None:
+            return
+        texts = {name: value for name, value in request.model_dump().items()
+                 if isinstance(value, str)}
+        tokens = sum(generator.count_tokens(text) for text in texts.values())
+        if tokens >= limit:
+            raise InputTooLongError(list(texts), tokens, limit)
+
+    async def check(self, request: BaseModel) -> None:
+        """:meth:`check_length` off the event loop."""
+        await asyncio.to_thread(self.check_length, request)
+
+    def _run(self, request: BaseModel) -> dict[str, Any]:
+        self.check_length(request)
+        return self.graph.invoke(request.model_dump())
 
     def _outputs(self, state: dict[str, Any]) -> dict[str, Any]:
         validated = self.Response.model_validate(self.graph.outputs(state))
         return validated.model_dump(mode="json")
 
     async def invoke(self, request: BaseModel, with_trace: bool = False) -> RunResult:
-        """Run to the end within the deadline; raises :class:`RunTimeoutError` past it."""
+        """Run to the end within the deadline; raises :class:`RunTimeoutError` past it and
+        :class:`InputTooLongError` before running when the request cannot fit."""
         started = time.perf_counter()
         try:
-            state = await asyncio.wait_for(
-                asyncio.to_thread(self.graph.invoke, request.model_dump()), self.timeout_s)
+            state = await asyncio.wait_for(asyncio.to_thread(self._run, request),
+                                           self.timeout_s)
         except asyncio.TimeoutError:
             raise RunTimeoutError(
                 f"graph {self.name!r} did not finish within {self.timeout_s:g} s") from None
@@ -74,7 +122,8 @@ class GraphService:
 
     async def stream(self, request: BaseModel) -> AsyncIterator[dict[str, Any]]:
         """Yield ``{"event": "node", ...}`` per finished node, then one ``"end"`` event with
-        the outputs, or one ``"error"`` event; the stream itself never raises."""
+        the outputs, or one ``"error"`` event; the stream itself never raises (so await
+        :meth:`check` before starting it, to refuse an over-long request with a status)."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         cancelled = threading.Event()

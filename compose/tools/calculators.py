@@ -3,7 +3,11 @@
 Each calculator implements one published formula, cited in its docstring, and is tested in
 ``tests/test_medical_calculators.py`` against worked examples. Argument bounds reject
 physiologically impossible inputs before anything is computed, so a model that invents a
-weight of -3 kg gets a validation error as its observation, not a number.
+weight of -3 kg, or reads 175 cm as 175 m, gets a validation error naming the argument as
+its observation, not a number. The bounds are plausibility limits, not reference ranges:
+each is wider than the most extreme patient on record (cited beside it), so a real extreme
+passes, and refuses only what no living person has. The same argument model checks direct
+Python calls (:func:`checked`), and the result models refuse a non-finite number.
 
 Usage::
 
@@ -13,24 +17,81 @@ Usage::
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import functools
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar, cast
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, ValidationInfo
 
-from compose.tools.registry import tool
+from compose.tools.registry import args_model, tool
 
 Sex = Literal["female", "male"]
 DISCLAIMER = "not for clinical use"
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The three age-based scores are defined for adults: CKD-EPI 2021 and Cockcroft-Gault were
+# derived in adults, CHA2DS2-VASc in adults with atrial fibrillation. Oldest verified person:
+# Jeanne Calment, 122 years (Guinness World Records).
+ADULT_AGE_YEARS = (18, 125)
+# The smallest surviving newborns on record weigh ~0.21-0.25 kg at ~24 cm; heaviest person
+# ~635 kg (Jon Brower Minnoch, Guinness World Records).
+WEIGHT_KG = (0.2, 700.0)
+# Lightest person on record past infancy: ~2.1 kg at 17 (Lucia Zarate, Guinness).
+ADULT_WEIGHT_KG = (2.0, 700.0)
+# Newborns from ~0.24 m; tallest person 2.72 m (Robert Wadlow, Guinness).
+HEIGHT_M = (0.2, 2.8)
+# 0.21 kg at 0.24 m is 3.7 kg/m2; the heaviest people on record are at ~185-205 kg/m2.
+BMI_KG_M2 = (3.0, 250.0)
+# Below what clinical assays quantify (~0.1 mg/dL); highest reported 73.8 mg/dL (Case Rep
+# Nephrol 2021;2021:6048919, doi:10.1155/2021/6048919).
+CREATININE_MG_DL = (0.05, 100.0)
+
+
+def plausible(bounds: tuple[float, float], unit: str) -> Any:
+    """A finite number within ``bounds`` (inclusive), as a pydantic field."""
+    low, high = bounds
+    return Field(ge=low, le=high, allow_inf_nan=False,
+                 description=f"{unit}, plausible range {low:g}-{high:g}")
+
+
+def _plausible_bmi(height_m: float, info: ValidationInfo) -> float:
+    """Weight and height can each be real while the pair is not (700 kg at 0.5 m): usually
+    one of them in the wrong unit."""
+    weight_kg = info.data.get("weight_kg")  # absent when the weight itself was refused
+    if weight_kg is not None:
+        value = weight_kg / height_m**2
+        low, high = BMI_KG_M2
+        if not low <= value <= high:
+            raise ValueError(
+                f"weight_kg={weight_kg:g} at height_m={height_m:g} is a BMI of {value:.4g} "
+                f"kg/m2, outside anything recorded ({low:g}-{high:g}); check the units (kg, m)")
+    return height_m
+
+
+AdultAge = Annotated[int, plausible(ADULT_AGE_YEARS, "years (adults)")]
+Creatinine = Annotated[float, plausible(CREATININE_MG_DL, "serum creatinine, mg/dL")]
+
+
+def checked(fn: F) -> F:
+    """Validate direct Python calls with the argument model the tool executor uses, so a
+    bound holds however a calculator is called. Keyword arguments only."""
+    model, _ = args_model(fn, fn.__name__)
+
+    @functools.wraps(fn)
+    def call(**arguments: Any) -> Any:
+        return fn(**dict(model.model_validate(arguments)))
+
+    return cast(F, call)
 
 
 class BmiResult(BaseModel):
-    bmi: float = Field(description="kg/m2, rounded to 2 decimals")
+    bmi: float = Field(allow_inf_nan=False, description="kg/m2, rounded to 2 decimals")
     category: str
     note: str = DISCLAIMER
 
 
 class EgfrResult(BaseModel):
-    egfr: float = Field(description="mL/min/1.73 m2, rounded to 1 decimal")
+    egfr: float = Field(allow_inf_nan=False, description="mL/min/1.73 m2, rounded to 1 decimal")
     stage: str = Field(description="KDIGO GFR category")
     note: str = DISCLAIMER
 
@@ -42,7 +103,7 @@ class ChadsVascResult(BaseModel):
 
 
 class CreatinineClearanceResult(BaseModel):
-    crcl_ml_min: float = Field(description="mL/min, rounded to 1 decimal")
+    crcl_ml_min: float = Field(allow_inf_nan=False, description="mL/min, rounded to 1 decimal")
     note: str = DISCLAIMER
 
 
@@ -58,8 +119,10 @@ def bmi_category(value: float) -> str:
 
 
 @tool(result=BmiResult, timeout_s=1.0)
-def bmi(weight_kg: Annotated[float, Field(gt=0, le=700)],
-        height_m: Annotated[float, Field(gt=0.3, le=3.0)]) -> BmiResult:
+@checked
+def bmi(*, weight_kg: Annotated[float, plausible(WEIGHT_KG, "kg")],
+        height_m: Annotated[float, plausible(HEIGHT_M, "m"), AfterValidator(_plausible_bmi)],
+        ) -> BmiResult:
     """Body mass index from weight (kg) and height (m), with the WHO adult category.
 
     Formula (Quetelet; WHO, CDC): BMI = weight [kg] / height [m]^2.
@@ -77,8 +140,8 @@ def kdigo_stage(egfr: float) -> str:
 
 
 @tool(result=EgfrResult, timeout_s=1.0)
-def egfr_ckd_epi_2021(creatinine_mg_dl: Annotated[float, Field(gt=0, le=40)],
-                      age_years: Annotated[int, Field(ge=18, le=120)],
+@checked
+def egfr_ckd_epi_2021(*, creatinine_mg_dl: Creatinine, age_years: AdultAge,
                       sex: Sex) -> EgfrResult:
     """Estimated GFR by the race-free CKD-EPI 2021 creatinine equation (adults).
 
@@ -95,7 +158,8 @@ def egfr_ckd_epi_2021(creatinine_mg_dl: Annotated[float, Field(gt=0, le=40)],
 
 
 @tool(result=ChadsVascResult, timeout_s=1.0)
-def cha2ds2_vasc(age_years: Annotated[int, Field(ge=0, le=120)], sex: Sex,
+@checked
+def cha2ds2_vasc(*, age_years: AdultAge, sex: Sex,
                  congestive_heart_failure: bool = False, hypertension: bool = False,
                  diabetes: bool = False, stroke_tia_or_thromboembolism: bool = False,
                  vascular_disease: bool = False) -> ChadsVascResult:
@@ -119,10 +183,10 @@ def cha2ds2_vasc(age_years: Annotated[int, Field(ge=0, le=120)], sex: Sex,
 
 
 @tool(result=CreatinineClearanceResult, timeout_s=1.0)
-def cockcroft_gault(age_years: Annotated[int, Field(ge=18, le=120)],
-                    weight_kg: Annotated[float, Field(gt=0, le=700)],
-                    creatinine_mg_dl: Annotated[float, Field(gt=0, le=40)],
-                    sex: Sex) -> CreatinineClearanceResult:
+@checked
+def cockcroft_gault(*, age_years: AdultAge,
+                    weight_kg: Annotated[float, plausible(ADULT_WEIGHT_KG, "kg (adults)")],
+                    creatinine_mg_dl: Creatinine, sex: Sex) -> CreatinineClearanceResult:
     """Creatinine clearance (mL/min) by the Cockcroft-Gault equation, used for drug dosing.
 
     Cockcroft DW, Gault MH, Nephron 1976;16:31-41:

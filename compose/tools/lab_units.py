@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, ValidationInfo
 
+from compose.tools.calculators import CREATININE_MG_DL, checked
 from compose.tools.registry import tool
 
 # analyte: (conventional unit, SI unit, factor such that SI = conventional x factor)
@@ -31,12 +32,55 @@ CONVERSIONS: dict[str, tuple[str, str, float]] = {
     "hemoglobin": ("g/dL", "g/L", 10.0),
 }
 
+# Plausibility limits in conventional units (SI limits follow by the factor): wider than the
+# most extreme value reported in a living patient, so they refuse only a slip (a sign, a
+# unit, a digit) or an invention.
+PLAUSIBLE: dict[str, tuple[float, float]] = {
+    # no living patient is below ~1; highest reported 5,600 mg/dL (Soni A et al., Diabetes
+    # Care 1990;13:181-2) and 2,656 mg/dL (Guinness World Records, 2008)
+    "glucose": (1.0, 10_000.0),
+    # abetalipoproteinaemia can sit near 20-50; homozygous familial hypercholesterolaemia
+    # and lipoprotein-X cholestasis reach four digits
+    "total_cholesterol": (5.0, 5_000.0),
+    # severe hypertriglyceridaemia reported at 16,900 mg/dL (BMC Endocr Disord 2019,
+    # doi:10.1186/s12902-019-0425-9); lipaemic samples are diluted before measuring
+    "triglycerides": (1.0, 100_000.0),
+    "creatinine": CREATININE_MG_DL,  # see compose.tools.calculators
+    # several times the few hundred mg/dL of the most uraemic patients
+    "urea_nitrogen": (0.5, 1_000.0),
+    # hypercalcaemic crisis begins at 14 mg/dL (StatPearls, "Resistant Hypercalcemia"); the
+    # bound is ~3x that, and ~1/4 of the deepest hypocalcaemia
+    "calcium": (1.0, 40.0),
+    # survival reported from 2 g/dL (Blood 2013;122(21):4657); polycythaemia reaches ~25
+    "hemoglobin": (0.5, 30.0),
+}
+
 Analyte = Literal["glucose", "total_cholesterol", "triglycerides", "creatinine",
                   "urea_nitrogen", "calcium", "hemoglobin"]
+System = Literal["si", "conventional"]
+
+
+def plausible_range(analyte: str, to: str) -> tuple[float, float, str]:
+    """The plausible range of a value to convert ``to`` a system, in the units it is given
+    in (the other system's), and that unit."""
+    conventional, si, factor = CONVERSIONS[analyte]
+    low, high = PLAUSIBLE[analyte]
+    return (low, high, conventional) if to == "si" else (low * factor, high * factor, si)
+
+
+def _plausible_value(value: float, info: ValidationInfo) -> float:
+    analyte, to = info.data.get("analyte"), info.data.get("to")
+    if analyte is None or to is None:  # refused themselves; nothing to check against
+        return value
+    low, high, unit = plausible_range(analyte, to)
+    if not low <= value <= high:
+        raise ValueError(f"{analyte} {value:g} {unit} is outside the plausible range "
+                         f"{low:.4g}-{high:.4g} {unit}; check the analyte and the unit")
+    return value
 
 
 class ConversionResult(BaseModel):
-    value: float
+    value: float = Field(allow_inf_nan=False)
     unit: str
     from_value: float
     from_unit: str
@@ -44,9 +88,10 @@ class ConversionResult(BaseModel):
 
 
 @tool(result=ConversionResult, timeout_s=1.0)
-def convert_lab_unit(analyte: Analyte,
-                     value: Annotated[float, Field(ge=0, le=100_000)],
-                     to: Literal["si", "conventional"]) -> ConversionResult:
+@checked
+def convert_lab_unit(*, analyte: Analyte, to: System,
+                     value: Annotated[float, Field(gt=0, allow_inf_nan=False),
+                                      AfterValidator(_plausible_value)]) -> ConversionResult:
     """Convert a lab value between conventional units (mg/dL, g/dL) and SI units (mmol/L,
     umol/L, g/L); ``to`` names the target system."""
     conventional, si, factor = CONVERSIONS[analyte]
