@@ -31,9 +31,6 @@ from compose.registry import register
 class SynthesizeInput(BaseModel):
     question: str = Field(min_length=1)
     hops: list[Hop] = Field(default_factory=list)
-    passages: list[Passage] = Field(
-        default_factory=list, description="The whole question's own retrieval, if the graph "
-                                          "ran one; read first with reader passages.")
 
 
 class SynthesizeOutput(BaseModel):
@@ -52,21 +49,18 @@ class SynthesizeParams(BaseModel):
     max_passages: int = Field(default=5, ge=1,
                               description="With reader passages: how many evidence passages "
                                           "are read, in hop order.")
-    question_passages: int = Field(
-        default=0, ge=0, description="With reader passages: how many of the question's own "
-                                     "top passages lead the evidence, before the hops'.")
 
 
 class EmittedFinal(BaseModel):
     answer: str = Field(max_length=80)
 
 
-def evidence(hops: list[Hop], leading: list[Passage] = ()) -> list[Passage]:
-    """The leading passages, then each hop's kept passages (its citations, else its top two),
-    first seen first."""
+def evidence(hops: list[Hop]) -> list[Passage]:
+    """Each hop's kept passages (its citations, else its top two), first seen first."""
     seen: dict[str, Passage] = {}
-    for passage in [*leading, *(p for hop in hops for p in hop.passages)]:
-        seen.setdefault(passage.id, passage)
+    for hop in hops:
+        for passage in hop.passages:
+            seen.setdefault(passage.id, passage)
     return list(seen.values())
 
 
@@ -106,9 +100,8 @@ class Synthesize(LLMModule):
         if len(inp.hops) == 1 and self.params.single_hop_shortcut:
             answer = inp.hops[0].answer
         elif self.params.reader == "passages":
-            leading = inp.passages[: self.params.question_passages]
             read = Answer(max_passages=self.params.max_passages)(
-                {"question": inp.question, "passages": evidence(inp.hops, leading)}, ctx)
+                {"question": inp.question, "passages": evidence(inp.hops)}, ctx)
             return SynthesizeOutput(answer=read.answer, citations=read.citations,
                                     abstained=read.is_unknown, ungrounded_hops=ungrounded)
         else:

@@ -190,27 +190,6 @@ def test_synthesize_reader_passages_reads_the_question_over_hop_evidence():
     assert unknown.abstained and unknown.answer == "unknown"
 
 
-def test_synthesize_question_passages_lead_the_hop_evidence():
-    script = Script(answer={"answer": "Caskel", "citations": [1]})
-    own = Passage(id="q1", title="Velmora Bridge", text="Its designer came from Caskel.")
-    hop_passage = Passage(id="p2", title="Ilse Brandt", text="Ilse Brandt was born in Caskel.")
-    hops = [Hop(sub_question="s1", question="Who designed it?", answer="Ilse", grounded=True,
-                citations=["p2"], passages=[hop_passage, own]),
-            Hop(sub_question="s2", question="Where was Ilse born?", answer="Caskel",
-                grounded=True, citations=["p2"], passages=[hop_passage])]
-    question = "Where was the Velmora Bridge's designer born?"
-    out = Synthesize(reader="passages", policy="never", question_passages=1)(
-        {"question": question, "hops": hops, "passages": [own, hop_passage]}, ctx_for(script))
-    assert out.citations == ["q1"]
-    prompt = script.seen[-1][1]
-    assert prompt.index("[1] Velmora Bridge") < prompt.index("[2] Ilse Brandt")
-    assert prompt.count("Its designer came from Caskel") == 1 and "[3]" not in prompt
-    unused = Script(answer={"answer": "Caskel", "citations": [1]})
-    Synthesize(reader="passages", policy="never")(
-        {"question": question, "hops": hops, "passages": [own]}, ctx_for(unused))
-    assert unused.seen[-1][1].index("[1] Ilse Brandt") < unused.seen[-1][1].index("[2] Velmora")
-
-
 def test_two_hop_chain_fills_placeholder_from_first_answer(demo_index):
     script = Script(
         decompose={"sub_questions": ["Who designed the Velmora Bridge?", "Where was #1 born?"]},
