@@ -31,16 +31,17 @@ Usage::
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from pathlib import Path
 
 from langgraph.checkpoint.sqlite import SqliteSaver
+
+from compose.pid_lock import pid_lock
 
 
 class ThreadBusyError(RuntimeError):
@@ -83,33 +84,10 @@ class DurableSaver(SqliteSaver):
 
     def _flock(self, thread_id: str, path: Path) -> AbstractContextManager:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return _exclusive_pid_lock(path, lambda holder: ThreadBusyError(
+        return pid_lock(path, lambda holder: ThreadBusyError(
             f"thread {thread_id!r} of {self.path} is being run by PID {holder}"
             f"{' (this process)' if holder == str(os.getpid()) else ''} (lock {path}); wait "
             "for that run to finish, or use another thread id"))
-
-
-@contextmanager
-def _exclusive_pid_lock(path: Path, busy: Callable[[str], Exception]) -> Iterator[None]:
-    """An exclusive, non-blocking ``flock`` on ``path`` stamped with this PID; ``busy(pid)``
-    is the error raised when another holds it. Locks of one process conflict too: each
-    ``open`` is its own open file description."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            raise busy(holder) from None
-        stamp = f"{os.getpid()}\n".encode()
-        os.pwrite(fd, stamp, 0)
-        os.ftruncate(fd, len(stamp))
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)
-    finally:
-        os.close(fd)  # releases the flock
 
 
 def sqlite_checkpointer(path: str | Path) -> DurableSaver:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 
@@ -19,11 +20,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(app) -> Iterator[str]:
-    """Yield the base URL while ``app`` is served; stop the server afterwards."""
+def serving(app, config: Callable[..., uvicorn.Config] = uvicorn.Config,
+            **settings: Any) -> Iterator[str]:
+    """Yield the base URL while ``app`` is served; stop the server afterwards. ``config``
+    builds the uvicorn config from the app, host, port and ``settings`` (say the CLI's
+    ``server_config`` with its request deadline)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(config(app, host="127.0.0.1", port=port, log_level="warning",
+                                   **settings))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -157,16 +157,24 @@ def test_a_killed_holder_leaves_its_thread_free(tmp_path):
         pass
 
 
-def test_two_runs_of_one_thread_do_not_both_run_its_nodes(tmp_path, demo_index):
-    """Two graphs on one checkpoint file (two connections, as two processes have), one
-    thread id: the second run is refused while the first is inside its model call."""
-    db = tmp_path / "runs.sqlite"
+def blocking_model():
+    """A scripted model that signals ``in_model`` when called and answers once ``release``
+    is set, so a test can act while a run is inside its model call."""
     in_model, release = threading.Event(), threading.Event()
 
     def blocking(messages):
         in_model.set()
         assert release.wait(30)
         return KNOWN
+
+    return in_model, release, blocking
+
+
+def test_two_runs_of_one_thread_do_not_both_run_its_nodes(tmp_path, demo_index):
+    """Two graphs on one checkpoint file (two connections, as two processes have), one
+    thread id: the second run is refused while the first is inside its model call."""
+    db = tmp_path / "runs.sqlite"
+    in_model, release, blocking = blocking_model()
 
     first_saver, second_saver = sqlite_checkpointer(db), sqlite_checkpointer(db)
     first = load_graph("naive_rag", runtime=scripted_runtime(blocking, demo_index),
@@ -246,12 +254,7 @@ def test_a_graph_run_holds_its_thread(tmp_path, demo_index):
     """ComposeGraph's runs hold their thread themselves: a second invoke, resume or stream
     of the thread while the first is in its model call is refused; it then runs normally."""
     db = tmp_path / "runs.sqlite"
-    in_model, release = threading.Event(), threading.Event()
-
-    def blocking(messages):
-        in_model.set()
-        assert release.wait(30)
-        return KNOWN
+    in_model, release, blocking = blocking_model()
 
     first = load_graph("naive_rag", runtime=scripted_runtime(blocking, demo_index),
                        checkpointer=sqlite_checkpointer(db))

@@ -6,15 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import anyio
 import httpx
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client
@@ -27,29 +23,14 @@ from compose.serve.mcp_app import create_mcp_server
 from compose.serve.slow_clients import server_config
 from compose.testing import ScriptedGenerator
 from tests.conftest import answering, scripted_runtime
-from tests.loopback import free_port, serving
+from tests.loopback import serving
 
 QUESTION = {"question": "Who invented the kelp-oil lamp?"}
 
 
-@contextmanager
-def serving_guarded(app, request_timeout_s: float) -> Iterator[str]:
+def serving_guarded(app, request_timeout_s: float):
     """Like ``tests.loopback.serving``, with the request deadline the CLI's server uses."""
-    port = free_port()
-    server = uvicorn.Server(server_config(app, port=port, request_timeout_s=request_timeout_s,
-                                          log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test server did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    return serving(app, server_config, request_timeout_s=request_timeout_s)
 
 
 @pytest.fixture(scope="module")

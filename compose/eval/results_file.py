@@ -12,7 +12,6 @@ it otherwise.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from collections.abc import Iterator
@@ -22,6 +21,8 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
+
+from compose.pid_lock import pid_lock
 
 err = Console(stderr=True)
 
@@ -61,25 +62,10 @@ def results_lock(out: Path) -> Iterator[None]:
     naming the holder's PID. The kernel drops the lock when the process ends however it ends;
     the lock file itself stays (removing it would let two writers lock different files)."""
     path = lock_path(out)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            raise ResultsLockedError(
-                f"{out} is being written by another evaluation (PID {holder}, lock {path}); "
-                "wait for it to finish, or choose another --out"
-            ) from None
-        stamp = f"{os.getpid()}\n".encode()
-        os.pwrite(fd, stamp, 0)
-        os.ftruncate(fd, len(stamp))
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)
-    finally:
-        os.close(fd)  # releases the flock
+    with pid_lock(path, lambda holder: ResultsLockedError(
+            f"{out} is being written by another evaluation (PID {holder}, lock {path}); "
+            "wait for it to finish, or choose another --out")):
+        yield
 
 
 def parse_line(raw: bytes) -> dict | str:
