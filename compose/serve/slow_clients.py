@@ -28,6 +28,7 @@ import uvicorn
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 DEFAULT_REQUEST_TIMEOUT_S = 10.0
+LINGER_S = 2.0  # how long a refused connection still drains late bytes before closing
 """Seconds a client has to send one whole request: ample for 64 KB on any real link."""
 
 
@@ -50,12 +51,15 @@ def deadline_protocol(request_timeout_s: float) -> type[asyncio.Protocol]:
     class RequestDeadline(AutoHTTPProtocol):  # type: ignore[valid-type, misc]
         _deadline: asyncio.TimerHandle | None = None
         _armed_after: object = None  # the request answered before the clock started
+        _lingering = False  # refused: draining the client's late bytes before the close
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)
             self._arm()
 
         def data_received(self, data: bytes) -> None:
+            if self._lingering:
+                return
             if self._deadline is None and self._between_requests():
                 self._arm()
             super().data_received(data)
@@ -92,7 +96,15 @@ def deadline_protocol(request_timeout_s: float) -> type[asyncio.Protocol]:
                 return
             if self._unanswered():
                 self.transport.write(refusal)
-            self.transport.close()
+            if not self.transport.can_write_eof():
+                self.transport.close()
+                return
+            # A lingering close: closing outright while the client is still sending makes
+            # the kernel answer its late bytes with a reset, which can destroy the 408 before
+            # the client reads it. Half-close, ignore what still arrives, close soon after.
+            self._lingering = True
+            self.transport.write_eof()
+            self.loop.call_later(LINGER_S, self.transport.close)
 
         def _unanswered(self) -> bool:
             """Whether the late request has no response yet, so a 408 may be sent: not when
