@@ -1,6 +1,7 @@
 """Load test of the HTTP server: N concurrent clients send a fixed number of requests.
 
     python bench/load.py [--graph naive_rag] [--clients 1 4 8] [--requests 16] [--stream]
+                         [--openai]
 
 Starts ``composerag serve --http GRAPH`` (the real CLI, the embedded model, the demo index,
 module cache off) on a loopback port, then for each client count sends ``--requests``
@@ -9,6 +10,11 @@ answered. Reports throughput, p50/p95 latency, errors (non-200, timeouts, broken
 and incomplete responses (no answer, citations outside the returned passages, a stream without
 its end event). With one local model, calls are serialised by the generator, so throughput is
 bounded by the model and latency grows with the queue - the table shows by how much.
+
+With ``--openai`` the requests go to the OpenAI-compatible route ``/v1/chat/completions``
+instead, and each streamed reply is also checked for the chunk format (one id, the role
+first, one ``finish_reason: "stop"`` chunk last, ``data: [DONE]``): a malformed stream is
+an error, a message that does not begin with the answer is incomplete.
 """
 
 from __future__ import annotations
@@ -72,13 +78,54 @@ def complete(output: dict) -> bool:
         set(output.get("citations") or []) <= passage_ids
 
 
-async def one_request(client: httpx.AsyncClient, url: str, question: str,
-                      stream: bool, result: LoadResult) -> None:
+def read_chat_stream(lines: list[str]) -> tuple[str, dict]:
+    """The message and the graph's outputs of an OpenAI chat-completion SSE stream; a
+    ValueError when the stream is not well-formed, a RuntimeError for an error event."""
+    chunks = [json.loads(line[len("data: "):]) for line in lines
+              if line.startswith("data: ") and line != "data: [DONE]"]
+    for chunk in chunks:
+        if "error" in chunk:
+            raise RuntimeError(chunk["error"]["message"])
+    if not chunks or lines[-1] != "data: [DONE]":
+        raise ValueError("the stream did not end with data: [DONE]")
+    if len({chunk["id"] for chunk in chunks}) != 1:
+        raise ValueError("the chunks carry different ids")
+    if chunks[0]["choices"][0]["delta"].get("role") != "assistant":
+        raise ValueError("the first chunk does not carry the assistant role")
+    finishing = [n for n, chunk in enumerate(chunks) if chunk["choices"][0]["finish_reason"]]
+    if finishing != [len(chunks) - 1] or chunks[-1]["choices"][0]["finish_reason"] != "stop":
+        raise ValueError(f"finish_reason is set on chunks {finishing} of {len(chunks)}")
+    content = "".join(chunk["choices"][0]["delta"].get("content", "") for chunk in chunks)
+    return content, chunks[-1]["composerag"]["output"]
+
+
+async def one_chat_request(client: httpx.AsyncClient, url: str, graph: str, question: str,
+                           stream: bool) -> bool:
+    """One completion over the OpenAI route; whether it came back complete."""
+    body = {"model": graph, "messages": [{"role": "user", "content": question}],
+            "stream": stream}
+    if stream:
+        async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
+            r.raise_for_status()
+            content, output = read_chat_stream([line async for line in r.aiter_lines() if line])
+    else:
+        reply = await client.post(f"{url}/v1/chat/completions", json=body)
+        reply.raise_for_status()
+        data = reply.json()
+        content, output = data["choices"][0]["message"]["content"], data["composerag"]["output"]
+    return complete(output) and content.startswith(output["answer"])
+
+
+async def one_request(client: httpx.AsyncClient, url: str, graph: str, question: str,
+                      stream: bool, chat: bool, result: LoadResult) -> None:
     started = time.perf_counter()
     try:
-        if stream:
+        if chat:
+            ok = await one_chat_request(client, url, graph, question, stream)
+        elif stream:
             output = None
-            async with client.stream("POST", f"{url}/stream", json={"question": question}) as r:
+            async with client.stream("POST", f"{url}/graphs/{graph}/stream",
+                                     json={"question": question}) as r:
                 r.raise_for_status()
                 async for line in r.aiter_lines():
                     if line:
@@ -89,7 +136,8 @@ async def one_request(client: httpx.AsyncClient, url: str, question: str,
                             output = event["output"]
             ok = output is not None and complete(output)
         else:
-            reply = await client.post(f"{url}/invoke", json={"question": question})
+            reply = await client.post(f"{url}/graphs/{graph}/invoke",
+                                      json={"question": question})
             reply.raise_for_status()
             ok = complete(reply.json()["output"])
     except (httpx.HTTPError, RuntimeError, KeyError, ValueError) as exc:
@@ -99,8 +147,8 @@ async def one_request(client: httpx.AsyncClient, url: str, question: str,
     result.incomplete += not ok
 
 
-async def run_load(url: str, questions: list[str], clients: int, requests: int,
-                   stream: bool) -> LoadResult:
+async def run_load(url: str, graph: str, questions: list[str], clients: int, requests: int,
+                   stream: bool, chat: bool) -> LoadResult:
     result = LoadResult(clients=clients)
     queue: asyncio.Queue[str] = asyncio.Queue()
     for number in range(requests):
@@ -108,7 +156,7 @@ async def run_load(url: str, questions: list[str], clients: int, requests: int,
 
     async def client_loop(client: httpx.AsyncClient) -> None:
         while not queue.empty():
-            await one_request(client, url, queue.get_nowait(), stream, result)
+            await one_request(client, url, graph, queue.get_nowait(), stream, chat, result)
 
     started = time.perf_counter()
     async with httpx.AsyncClient(timeout=600) as client:
@@ -129,20 +177,26 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--requests", type=int, default=16, help="per client count")
     parser.add_argument("--stream", action="store_true", help="use the streaming endpoint")
+    parser.add_argument("--openai", action="store_true",
+                        help="use the OpenAI-compatible route /v1/chat/completions")
     parser.add_argument("--timeout-s", type=float, default=600.0, help="server deadline")
     args = parser.parse_args()
     questions = [item.question for item in load_demo().questions]
     port = free_port()
     server = start_server(args.graph, port, args.timeout_s)
-    url = f"http://127.0.0.1:{port}/graphs/{args.graph}"
+    url = f"http://127.0.0.1:{port}"
+
+    def load(clients: int, requests: int) -> LoadResult:
+        return asyncio.run(run_load(url, args.graph, questions, clients, requests, args.stream,
+                                    args.openai))
+
     try:
-        asyncio.run(run_load(url, questions, 1, 1, args.stream))  # warm-up: model load
-        results = [asyncio.run(run_load(url, questions, n, args.requests, args.stream))
-                   for n in args.clients]
+        load(1, 1)  # warm-up: model load
+        results = [load(n, args.requests) for n in args.clients]
     finally:
         server.terminate()
         server.wait(timeout=30)
-    mode = "stream" if args.stream else "invoke"
+    mode = ("openai " if args.openai else "") + ("stream" if args.stream else "invoke")
     table = Table(title=f"HTTP load test: {args.graph} ({mode}), {args.requests} requests "
                         "per row, embedded model, cache off")
     for column in ("clients", "requests", "throughput req/s", "p50 s", "p95 s", "max s",

@@ -3,6 +3,12 @@
 ``load_graph`` returns a :class:`ComposeGraph`, which has ``invoke``/``ainvoke``/``stream``/
 ``batch`` like any LangGraph runnable; ``.graph`` is the compiled LangGraph object itself, for
 use as a subgraph in another application.
+
+``stream(..., stream_mode="tokens")`` also streams the final answer as it is generated: it
+yields ``{"event": "node", "node", "update"}`` per finished node and, in between, the answer
+node's ``{"event": "token", "node", "text"}`` pieces (and ``token_reset``, see
+``compose.streaming``) in the order they happen. ``"tokens"`` combines with other modes in a
+list (``["tokens", "values"]``), which yields ``(mode, chunk)`` pairs as LangGraph does.
 """
 
 from __future__ import annotations
@@ -12,11 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from compose.durable import holding_thread
-from compose.graph.compiler import compile_spec, recursion_limit
+from compose.graph.compiler import answer_streams_live, compile_spec, recursion_limit
 from compose.graph.load import load_spec
 from compose.graph.spec import GraphSpec
 from compose.graph.validate import GraphValidationError, validate_spec
 from compose.runtime import NotConfiguredError, Runtime, runtime_config
+from compose.streaming import with_tokens
+
+TOKENS = "tokens"
+StreamMode = str | list[str]
 
 
 class ComposeGraph:
@@ -86,21 +96,41 @@ class ComposeGraph:
         with holding_thread(self.checkpointer, _thread_of(config)):
             return await self.graph.ainvoke(self._initial_state(inputs, fields), config)
 
+    @property
+    def answer_streams_live(self) -> bool:
+        """True when the ``answer`` token events are final as they arrive (the node writing
+        the answer cannot run again, say in a retry loop), so a consumer that cannot take
+        text back (an OpenAI-style client) may show them at once; otherwise it should wait
+        for the node event, or handle ``token_reset``."""
+        return answer_streams_live(self.spec)
+
     def stream(self, inputs: dict[str, Any] | None = None, config: dict | None = None,
-               stream_mode: str = "updates", **fields: Any) -> Iterator[Any]:
-        """Yield each node's state update as it finishes."""
+               stream_mode: StreamMode = "updates", **fields: Any) -> Iterator[Any]:
+        """Yield each node's state update as it finishes (LangGraph's modes), or with
+        ``"tokens"`` node and answer-token events (see the module docstring)."""
         config = self._config(config)
         with holding_thread(self.checkpointer, _thread_of(config)):
-            yield from self.graph.stream(self._initial_state(inputs, fields), config,
-                                         stream_mode=stream_mode)
+            state = self._initial_state(inputs, fields)
+            if not _has_tokens(stream_mode):
+                yield from self.graph.stream(state, config, stream_mode=stream_mode)
+                return
+            for mode, chunk in self.graph.stream(state, with_tokens(config),
+                                                 stream_mode=_langgraph_modes(stream_mode)):
+                yield from _token_items(mode, chunk, stream_mode)
 
     async def astream(self, inputs: dict[str, Any] | None = None, config: dict | None = None,
-                      stream_mode: str = "updates", **fields: Any) -> AsyncIterator[Any]:
+                      stream_mode: StreamMode = "updates", **fields: Any) -> AsyncIterator[Any]:
         config = self._config(config)
         with holding_thread(self.checkpointer, _thread_of(config)):
-            async for chunk in self.graph.astream(self._initial_state(inputs, fields), config,
-                                                  stream_mode=stream_mode):
-                yield chunk
+            state = self._initial_state(inputs, fields)
+            if not _has_tokens(stream_mode):
+                async for chunk in self.graph.astream(state, config, stream_mode=stream_mode):
+                    yield chunk
+                return
+            async for mode, chunk in self.graph.astream(
+                    state, with_tokens(config), stream_mode=_langgraph_modes(stream_mode)):
+                for item in _token_items(mode, chunk, stream_mode):
+                    yield item
 
     def batch(self, inputs: list[dict[str, Any]], config: dict | None = None) -> list[dict]:
         return [self.invoke(item, config) for item in inputs]
@@ -111,6 +141,39 @@ class ComposeGraph:
 
 def _thread_of(config: dict) -> str | None:
     return config.get("configurable", {}).get("thread_id")
+
+
+def _modes(stream_mode: StreamMode) -> list[str]:
+    return [stream_mode] if isinstance(stream_mode, str) else list(stream_mode)
+
+
+def _has_tokens(stream_mode: StreamMode) -> bool:
+    return TOKENS in _modes(stream_mode)
+
+
+def _langgraph_modes(stream_mode: StreamMode) -> list[str]:
+    """The LangGraph modes behind a request with ``"tokens"``: node updates and the custom
+    stream the answer nodes write their tokens to, plus whatever else was asked for."""
+    modes = [m for m in _modes(stream_mode) if m != TOKENS]
+    return modes + [m for m in ("updates", "custom") if m not in modes]
+
+
+def _token_items(mode: str, chunk: Any, stream_mode: StreamMode) -> Iterator[Any]:
+    """What one LangGraph ``(mode, chunk)`` pair becomes for the caller: token-mode events
+    (bare when ``"tokens"`` was the only mode, else ``("tokens", event)``), and the chunk
+    itself when its own mode was asked for."""
+    requested = _modes(stream_mode)
+    events: list[dict[str, Any]] = []
+    if mode == "updates":
+        events = [{"event": "node", "node": node, "update": update}
+                  for node, update in chunk.items()]
+    elif mode == "custom" and isinstance(chunk, dict) and chunk.get("event") in (
+            "token", "token_reset"):
+        events = [chunk]
+    for event in events:
+        yield event if isinstance(stream_mode, str) else (TOKENS, event)
+    if mode in requested:
+        yield (mode, chunk)
 
 
 def retrieving_nodes(spec: GraphSpec) -> list[str]:

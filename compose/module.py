@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from compose.generators.base import Generation, Message
+from compose.streaming import TokenSink
 from compose.structured import generate_structured
 
 
@@ -69,10 +70,13 @@ class ModuleContext:
     """Per-call access to the shared runtime (generator, retriever, cache) plus cost stats.
 
     ``wrap_generator`` sees every generator call the module makes: a traced graph node passes
-    one that makes each call a span (``compose.telemetry``)."""
+    one that makes each call a span (``compose.telemetry``). ``tokens`` is set for a graph
+    node that writes the final answer while the run streams tokens: structured calls that
+    name a ``stream_field`` then stream that field into it (``compose.streaming``)."""
 
     def __init__(self, runtime=None, *,
-                 wrap_generator: Callable[[Any], Any] | None = None) -> None:
+                 wrap_generator: Callable[[Any], Any] | None = None,
+                 tokens: TokenSink | None = None) -> None:
         if runtime is None:
             from compose.runtime import Runtime
 
@@ -80,9 +84,11 @@ class ModuleContext:
         self.runtime = runtime
         self.stats = CallStats()
         self.wrap_generator = wrap_generator
+        self.tokens = tokens
 
     def fresh(self) -> ModuleContext:
-        return ModuleContext(self.runtime, wrap_generator=self.wrap_generator)
+        return ModuleContext(self.runtime, wrap_generator=self.wrap_generator,
+                             tokens=self.tokens)
 
     @property
     def generator(self):
@@ -99,8 +105,12 @@ class ModuleContext:
         return generation
 
     def generate_structured(
-        self, messages: list[Message], output_model: type[BaseModel], *, max_tokens: int
+        self, messages: list[Message], output_model: type[BaseModel], *, max_tokens: int,
+        stream_field: str | None = None,
     ) -> tuple[BaseModel, Generation]:
+        """A schema-valid reply; ``stream_field`` names the emitted string field that holds
+        the answer, streamed as it is generated when this context streams tokens."""
+        sink = self.tokens if stream_field is not None else None
         parsed, generation, retries = generate_structured(
             self.generator,
             messages,
@@ -108,6 +118,7 @@ class ModuleContext:
             max_tokens=max_tokens,
             max_retries=self.runtime.config.generator.max_parse_retries,
             on_generation=self.stats.add_generation,
+            stream_to=(lambda: sink.attempt(stream_field)) if sink is not None else None,
         )
         self.stats.parse_retries += retries
         return parsed, generation
@@ -208,6 +219,9 @@ class LLMModule(Module):
     prompt: ClassVar[PromptTemplate]
     LLMOutput: ClassVar[type[BaseModel] | None] = None
     max_tokens: ClassVar[int] = 128
+    streams_field: ClassVar[str | None] = None
+    """The emitted string field that carries the module's answer text (``postprocess`` may
+    only strip it): a graph streaming the final answer streams this field's tokens."""
 
     def emitted_model(self) -> type[BaseModel]:
         """The schema the model must fill; params may narrow it (say, to a set of labels)."""
@@ -257,6 +271,7 @@ class LLMModule(Module):
     def run(self, inp: BaseModel, ctx: ModuleContext) -> BaseModel:
         messages = self.messages(inp)
         emitted, _ = ctx.generate_structured(
-            messages, self.emitted_model(), max_tokens=self.max_tokens
+            messages, self.emitted_model(), max_tokens=self.max_tokens,
+            stream_field=self.streams_field,
         )
         return self.postprocess(inp, emitted)

@@ -5,12 +5,17 @@ Backends that constrain decoding to the JSON schema (llama.cpp grammars, servers
 still cut it off. Backends that cannot constrain get the schema in the prompt and a
 parse-retry loop. Either way a failure is raised as :class:`StructuredOutputError` carrying
 every raw attempt - never silently dropped.
+
+``stream_to`` streams each attempt's reply while it is generated: it is called before every
+attempt for that attempt's ``on_text`` callback, so a consumer can tell a retry's text from
+the failed attempt's (``compose.streaming.TokenSink.attempt``).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 
 from pydantic import BaseModel, ValidationError
 
@@ -76,6 +81,7 @@ def generate_structured(
     max_tokens: int,
     max_retries: int,
     on_generation=None,
+    stream_to: Callable[[], Callable[[str], None]] | None = None,
 ) -> tuple[BaseModel, Generation, int]:
     """Return (parsed object, the generation that produced it, retries used)."""
     schema = output_model.model_json_schema()
@@ -87,11 +93,13 @@ def generate_structured(
     attempts: list[str] = []
     last_error = ""
     for attempt in range(max_retries + 1):
+        streaming = {"on_text": stream_to()} if stream_to is not None else {}
         generation = generator.generate(
             convo,
             json_schema=schema if constrained else None,
             max_tokens=max_tokens * (attempt + 1),
             temperature=0.0 if attempt == 0 else 0.4,
+            **streaming,
         )
         if on_generation is not None:
             on_generation(generation)

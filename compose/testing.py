@@ -2,7 +2,8 @@
 
 It returns canned replies in order, or computes them from the messages, and records every
 call, so tests can assert on prompts and on how many calls a graph made. It never stands in
-for the real model in a test that claims to measure quality.
+for the real model in a test that claims to measure quality. Given ``on_text``, it streams
+each reply in pieces of ``PIECE_CHARS`` characters, so control-flow tests can stream too.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import json
 from collections.abc import Callable, Iterable
 
 from compose.generators.base import Generation, Message
+
+PIECE_CHARS = 3
 
 
 class ScriptedGenerator:
@@ -39,6 +42,10 @@ class ScriptedGenerator:
         else:
             raise AssertionError("ScriptedGenerator ran out of replies")
         text = reply if isinstance(reply, str) else json.dumps(reply)
+        on_text = kwargs.get("on_text")
+        if on_text is not None:
+            for start in range(0, len(text), PIECE_CHARS):
+                on_text(text[start:start + PIECE_CHARS])
         return Generation(
             text=text,
             tokens_in=sum(self.count_tokens(m.content) for m in messages),

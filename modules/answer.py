@@ -70,6 +70,7 @@ class Answer(LLMModule):
     Params = AnswerParams
     LLMOutput = EmittedAnswer
     max_tokens = 96
+    streams_field = "answer"
     prompt = PromptTemplate(
         version="answer-v1",
         system=(

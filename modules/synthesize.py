@@ -10,6 +10,10 @@ the reading prompt is the one module tuning trains most, so on the embedded mode
 step becomes the job it does best, with the hops' retrieval supplying the bridge passages
 that one retrieval for the whole question misses.
 
+When the graph streams its final answer, either call streams the answer as it is generated
+(the reader through the ``answer`` module, with this module's context); an abstention or the
+one-hop shortcut, which make no call, arrive as one piece when the node ends.
+
 Usage::
 
     Synthesize(policy="abstain_if_any_ungrounded")({"question": "...", "hops": [...]})
@@ -73,6 +77,7 @@ class Synthesize(LLMModule):
     Params = SynthesizeParams
     LLMOutput = EmittedFinal
     max_tokens = 48
+    streams_field = "answer"
     prompt = PromptTemplate(
         version="synthesize-v1",
         system=(

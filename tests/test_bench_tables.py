@@ -1,6 +1,6 @@
 """The bench scripts whose tables the MoI figures are reported with: ``compare_runs.py``
-(paired comparison of evaluation runs) and ``moi_signals.py`` (do the passes find the gold
-passages?)."""
+(paired comparison of evaluation runs, a wrapper of ``compose.eval.compare``, tested in
+``test_eval_compare.py``) and ``moi_signals.py`` (do the passes find the gold passages?)."""
 
 from __future__ import annotations
 
@@ -31,52 +31,24 @@ def moi_signals():
     return load_script("moi_signals")
 
 
-def record(qid: str, em: float, f1: float, **extra) -> dict:
-    return {"id": qid, "metrics": {"em": em, "f1": f1}, "llm_calls": 1, "tokens_in": 100,
-            "wall_s": 1.0, **extra}
-
-
-def write(path: Path, records: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
-
-
-def test_rows_are_paired_on_common_questions(tmp_path: Path, compare_runs) -> None:
-    base = write(tmp_path / "base.jsonl", [record("a", 1, 1), record("b", 0, 0.5),
-                                          record("c", 0, 0)])
-    # The second run is still in progress: only a and b are compared.
-    other = write(tmp_path / "other.jsonl", [
-        record("b", 1, 1, llm_calls=6, tokens_in=600,
-               outputs={"tokens_prompted": 500, "tokens_evaluated": 300}),
-        record("a", 0, 0, error="boom"),
-    ])
-    title, rows = compare_runs.compare([("base", compare_runs.load(base)),
-                                        ("other", compare_runs.load(other))])
-    assert title.startswith("2 questions")
-    by_column = dict(zip(compare_runs.COLUMNS, rows[1], strict=True))
-    assert by_column["errors"] == "1"
-    assert by_column["EM"] == "0.500"
-    assert by_column["ΔEM [95% CI]"].startswith("+0.000")
-    assert by_column["ΔF1 [95% CI]"].startswith("-0.250")
-    assert by_column["F1 won/lost"] == "1/1"
-    # a: 100 prompted, all evaluated; b: 600 prompted, 200 of them reused.
-    assert by_column["tokens prompted/q"] == "350"
-    assert by_column["tokens evaluated/q"] == "250"
-    assert dict(zip(compare_runs.COLUMNS, rows[0], strict=True))["F1 won/lost"] == "0/0"
-
-
-def test_bootstrap_interval_brackets_the_mean(compare_runs) -> None:
-    diffs = np.array([1.0] * 30 + [0.0] * 70)
-    low, high = compare_runs.paired_interval(diffs)
-    assert low < 0.3 < high
-    assert low > 0.15 and high < 0.45
-
-
-def test_disjoint_runs_are_refused(tmp_path: Path, compare_runs) -> None:
-    one = compare_runs.load(write(tmp_path / "1.jsonl", [record("a", 1, 1)]))
-    two = compare_runs.load(write(tmp_path / "2.jsonl", [record("b", 1, 1)]))
-    with pytest.raises(SystemExit, match="share no question"):
-        compare_runs.compare([("one", one), ("two", two)])
+def test_compare_runs_prints_the_package_comparison(tmp_path: Path, compare_runs,
+                                                     capsys) -> None:
+    """The script is ``composerag eval compare`` under its README name: same table, same
+    refusals (an exit status of 1 and the reason, not a traceback)."""
+    lines = [{"id": qid, "question": qid, "metrics": {"em": em, "f1": em}, "wall_s": 1.0}
+             for qid, em in (("a", 1.0), ("b", 0.0))]
+    base = tmp_path / "base.jsonl"
+    base.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    better = tmp_path / "better.jsonl"
+    better.write_text("".join(json.dumps({**r, "metrics": {"em": 1.0, "f1": 1.0}}) + "\n"
+                              for r in lines))
+    assert compare_runs.main([f"retrieval order={base}", f"MoI M=k={better}",
+                              "--markdown"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("2 questions present in every run")
+    assert "| MoI M=k | 0 | 1.000 | +0.500 [+0.000, +1.000] |" in printed
+    assert compare_runs.main([str(base), str(tmp_path / "missing.jsonl")]) == 1
+    assert "error: no results file at" in capsys.readouterr().err
 
 
 def test_pairwise_auc(moi_signals) -> None:

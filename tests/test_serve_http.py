@@ -78,6 +78,18 @@ def test_stream_yields_node_events_then_end(app_url):
     assert events[2]["output"]["answer"] == "Caskel"
 
 
+def test_stream_with_tokens_carries_the_answer_between_its_node_events(app_url):
+    with httpx.stream("POST", f"{app_url}/graphs/naive_rag/stream?tokens=true",
+                      json={"question": "Who invented the kelp-oil lamp?"}, timeout=30) as reply:
+        events = [json.loads(line) for line in reply.iter_lines() if line]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "node" and events[0]["node"] == "retrieve"
+    assert kinds[-2:] == ["node", "end"] and events[-2]["node"] == "answer"
+    tokens = events[1:-2]
+    assert tokens and all(e["event"] == "token" and e["node"] == "answer" for e in tokens)
+    assert "".join(e["text"] for e in tokens) == events[-1]["output"]["answer"] == "Caskel"
+
+
 def test_stream_reports_timeout_as_error_event(app_url):
     with httpx.stream("POST", f"{app_url}/graphs/closed_book/stream",
                       json={"question": "q"}, timeout=30) as reply:

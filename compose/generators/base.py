@@ -2,11 +2,14 @@
 
 Modules never talk to a backend directly: they send chat messages (optionally with a JSON
 schema) and get a :class:`Generation` back with the token counts and latency that traces,
-evaluation and benchmarks report.
+evaluation and benchmarks report. A caller that shows the reply while it is generated (token
+streaming) passes ``on_text``; backends forward their growing text through
+:class:`TextStream`, which sends only text that can no longer change.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Literal, Protocol, runtime_checkable
 
@@ -83,9 +86,75 @@ class Generator(Protocol):
         temperature: float = 0.0,
         logprobs: bool = False,
         stop: list[str] | None = None,
-    ) -> Generation: ...
+        on_text: Callable[[str], None] | None = None,
+    ) -> Generation:
+        """One chat completion. ``on_text``, when given, is called with each newly decoded
+        piece of the reply, in order, as it is generated; the pieces are whole characters
+        and their concatenation is the returned ``Generation.text``. A backend that cannot
+        stream calls it once with the whole text."""
+        ...
 
     def count_tokens(self, text: str) -> int: ...
+
+
+def cut_at_stop(text: str, stop: Iterable[str]) -> str:
+    """``text`` up to the earliest occurrence of any stop string."""
+    cuts = [text.index(s) for s in stop if s and s in text]
+    return text[: min(cuts)] if cuts else text
+
+
+class TextStream:
+    """Forwards a backend's growing decoded text to ``on_text`` in pieces whose concatenation
+    is the final text.
+
+    A backend decodes the tokens so far after each step; the tail of that text is not yet
+    certain. A trailing U+FFFD is a multi-byte character split across tokens (tokenizers
+    decode the incomplete bytes so), and a tail that could begin a stop string may be cut
+    off. Both are held back until later tokens settle them; text after a complete stop
+    string is never sent. ``finish`` sends the rest of the reply as the backend returns it.
+    """
+
+    def __init__(self, on_text: Callable[[str], None], stop: Iterable[str] = ()) -> None:
+        self._on_text = on_text
+        self._stop = [s for s in stop if s]
+        self._sent = ""
+        self._stopped = False
+
+    def update(self, text: str) -> None:
+        """``text`` is the whole reply decoded so far."""
+        if self._stopped:
+            return
+        cut = cut_at_stop(text, self._stop)
+        if len(cut) < len(text):
+            self._stopped = True
+        else:
+            cut = cut[: len(cut) - self._unsettled(cut)]
+        self._send(cut)
+
+    def finish(self, text: str) -> None:
+        """``text`` is the final reply (``Generation.text``)."""
+        self._send(text)
+
+    def _unsettled(self, text: str) -> int:
+        """How many trailing characters may still change: split characters, and before
+        them the longest tail that begins a stop string."""
+        settled = text.rstrip("\ufffd")
+        longest = 0
+        for stop in self._stop:
+            for size in range(min(len(stop) - 1, len(settled)), longest, -1):
+                if settled.endswith(stop[:size]):
+                    longest = size
+                    break
+        return len(text) - len(settled) + longest
+
+    def _send(self, text: str) -> None:
+        if not text.startswith(self._sent):
+            raise GenerationError("the backend's decoded text changed after it was streamed: "
+                                  f"sent {self._sent!r}, now {text[: len(self._sent)]!r}")
+        if len(text) > len(self._sent):
+            piece = text[len(self._sent):]
+            self._sent = text
+            self._on_text(piece)
 
 
 def context_size(generator) -> int | None:

@@ -7,9 +7,11 @@ llama.cpp loads the variant whose CPUID score is highest, and it would also sear
 current directory for such files. CPUID is not the whole truth on virtual machines: AMX has
 been seen advertised on VMs whose kernel does not let a process use it, and the AMX variant
 then dies with SIGILL. So this module registers the variant itself, from the package's own
-library directory only: the best-scoring one whose instructions the OS really enables (AMX
-only after the kernel grants the permission), or the one named by ``COMPOSERAG_LLAMA_CPU``
-(for benchmarks that compare builds). A wheel built without variants (a user's own
+library directory only: the best-scoring one whose instructions the OS really enables, never
+an AMX one unless asked for, or the one named by ``COMPOSERAG_LLAMA_CPU`` (to opt in to AMX,
+or for benchmarks that compare builds). AMX is opt-in because the kernel's permission is not
+proof either: on a Xeon VM that granted it (``arch_prctl`` succeeded), the sapphirerapids
+variant still died with SIGILL on the first quantized matmul. A wheel built without variants (a user's own
 llama-cpp-python) is used as it is.
 
 Usage::
@@ -119,6 +121,7 @@ def _register(requested: str | None) -> CpuBackend:
         return CpuBackend(variant="built-in")
     scores = {name: (0 if name in _NEEDS_AMX and not amx_usable() else variant_score(path))
               for name, path in files.items()}
+    automatic = {name: score for name, score in scores.items() if name not in _NEEDS_AMX}
     if requested:
         if requested not in files:
             raise CpuBackendError(f"{VARIANT_ENV}={requested}: no such CPU variant; built: "
@@ -128,8 +131,8 @@ def _register(requested: str | None) -> CpuBackend:
                                   "instructions that variant needs")
         chosen = requested
     else:
-        chosen = max(scores, key=lambda name: scores[name])
-        if scores[chosen] == 0:
+        chosen = max(automatic, key=lambda name: automatic[name])
+        if automatic[chosen] == 0:
             raise CpuBackendError("no llama.cpp CPU variant can run on this CPU")
     if ggml.ggml_backend_reg_count() == 0 or not _cpu_registered(ggml):
         ggml.ggml_backend_load.restype = ctypes.c_void_p

@@ -11,7 +11,9 @@ skipped that way, and ``exclusive()`` holds the model so a run of such calls sta
 Greedy calls (temperature 0, what modules use) decode in ``llama_decode``, which consults the
 JSON-schema grammar only when the model's top token breaks it (twice the decode speed of
 llama-cpp-python's sampler) and reads token logprobs from each step's logits; sampled calls
-go through llama-cpp-python's ``create_chat_completion``.
+go through llama-cpp-python's ``create_chat_completion``. Both stream the reply to ``on_text``
+as it is decoded (see ``_sampled_tokens`` for why the sampled path does not use that method's
+own ``stream=True``).
 
 Loading picks the CPU kernels (``cpu_backend``), runs a packaged model from its fast-format
 copy (``fast_gguf``), and sets prefill and decode threads from one number: llama.cpp's own
@@ -27,6 +29,8 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 
 from compose.config import GeneratorConfig
 from compose.generators.adapters import refused_by_llama, resolve_adapter
@@ -34,6 +38,7 @@ from compose.generators.base import (
     Generation,
     GenerationError,
     Message,
+    TextStream,
     generation_from_chat_response,
 )
 from compose.generators.cpu_backend import ensure_cpu_backend
@@ -138,6 +143,7 @@ class LlamaCppGenerator:
         temperature: float = 0.0,
         logprobs: bool = False,
         stop: list[str] | None = None,
+        on_text: Callable[[str], None] | None = None,
     ) -> Generation:
         if logprobs and temperature != 0.0 and not self.logprobs_enabled:
             raise GenerationError("token logprobs when sampling (temperature > 0) need the "
@@ -145,21 +151,25 @@ class LlamaCppGenerator:
         started = time.perf_counter()
         if temperature == 0.0:
             with self._lock:
-                if self._template is None:
-                    self._template = ChatTemplate(self.llama)
-                prompt, stops = self._template.tokens(messages)
+                prompt, stops = self._chat_template().tokens(messages)
                 decoded = greedy_decode(self.llama, prompt, schema=json_schema,
-                                        max_tokens=max_tokens, stop=[*stops, *(stop or [])])
+                                        max_tokens=max_tokens, stop=[*stops, *(stop or [])],
+                                        on_text=on_text)
             return Generation(
                 text=decoded.text, tokens_in=decoded.tokens_in, tokens_out=decoded.tokens_out,
                 latency_s=time.perf_counter() - started, model=self.model_id,
                 token_logprobs=decoded.token_logprobs if logprobs else None,
                 cached_tokens=decoded.cached_tokens, constrained=json_schema is not None)
         return self._sampled(messages, json_schema, max_tokens, temperature, logprobs, stop,
-                             started)
+                             started, on_text)
+
+    def _chat_template(self) -> ChatTemplate:
+        if self._template is None:
+            self._template = ChatTemplate(self.llama)
+        return self._template
 
     def _sampled(self, messages, json_schema, max_tokens, temperature, logprobs, stop,
-                 started) -> Generation:
+                 started, on_text: Callable[[str], None] | None = None) -> Generation:
         """Temperature above 0: llama-cpp-python's own sampling chain."""
         kwargs: dict = {
             "messages": [m.model_dump() for m in messages],
@@ -173,8 +183,13 @@ class LlamaCppGenerator:
             kwargs.update(logprobs=True, top_logprobs=1)
         with self._lock:
             kept = self.llama.input_ids[: self.llama.n_tokens].tolist()
+            stream = None
+            if on_text is not None:  # the chat template's stop strings end the reply too
+                stream = TextStream(on_text, [*self._chat_template().tokens(messages)[1],
+                                              *(stop or [])])
             try:
-                response = self.llama.create_chat_completion(**kwargs)
+                with _sampled_tokens(self.llama, stream) if stream else nullcontext():
+                    response = self.llama.create_chat_completion(**kwargs)
             except ValueError as exc:  # prompt longer than the context window, for one
                 raise GenerationError(f"llama.cpp: {exc}") from exc
             generation = generation_from_chat_response(
@@ -185,8 +200,43 @@ class LlamaCppGenerator:
                 logprobs=logprobs,
             )
             prompt = self.llama.input_ids[: generation.tokens_in].tolist()
+        if stream is not None:
+            stream.finish(generation.text)
         generation.cached_tokens = reused_prefix(kept, prompt)
         return generation
+
+
+@contextmanager
+def _sampled_tokens(llama, stream: TextStream) -> Iterator[None]:
+    """Feed ``stream`` each token ``Llama.sample`` picks while the block runs.
+
+    ``create_chat_completion(stream=True)`` decodes each streamed token on its own, so a
+    character whose bytes span two tokens is lost from the streamed text, and its chunks
+    carry no token counts. Watching the sampler instead keeps the ordinary response (text,
+    usage, logprobs) and streams the decoded text of the tokens so far, as that response's
+    text is decoded. The caller holds the model's lock, so no other call samples meanwhile.
+    """
+    import llama_cpp
+
+    sample = llama.sample
+    generated: list[int] = []
+    prompt: list[int] = []
+
+    def watched(*args, **kwargs) -> int:
+        if not generated and not prompt:
+            prompt.extend(llama.input_ids[: llama.n_tokens].tolist())
+        token = sample(*args, **kwargs)
+        if not llama_cpp.llama_vocab_is_eog(llama._model.vocab, token):
+            generated.append(token)
+            text = llama.detokenize(generated, prev_tokens=prompt)
+            stream.update(text.decode("utf-8", errors="ignore"))
+        return token
+
+    llama.sample = watched
+    try:
+        yield
+    finally:
+        del llama.sample
 
 
 def usable_threads() -> int:

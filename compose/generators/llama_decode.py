@@ -11,6 +11,8 @@ Prompts are rendered with the model's chat template exactly as llama-cpp-python'
 renders them, and the KV state of the longest matching prefix of the previous prompt is kept,
 as ``Llama.generate`` does. Token log-probabilities come from each step's logits (the model's
 unconstrained distribution, as llama-cpp-python reports them), so they need no ``logits_all``.
+With ``on_text`` the reply is streamed as it is decoded (``TextStream`` holds back a split
+multi-byte character or a possible stop string until the next token settles it).
 
 Usage::
 
@@ -24,11 +26,12 @@ from __future__ import annotations
 
 import ctypes
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from compose.generators.base import GenerationError, Message
+from compose.generators.base import GenerationError, Message, TextStream
 
 
 class ChatTemplate:
@@ -108,8 +111,9 @@ class Decoded:
 
 
 def greedy_decode(llama, prompt: list[int], *, schema: dict | None, max_tokens: int,
-                  stop: list[str]) -> Decoded:
-    """Decode greedily after ``prompt`` on the model's main context (the caller holds it)."""
+                  stop: list[str], on_text: Callable[[str], None] | None = None) -> Decoded:
+    """Decode greedily after ``prompt`` on the model's main context (the caller holds it);
+    ``on_text`` receives the reply's text as it is decoded."""
     import llama_cpp
 
     n_ctx = llama.n_ctx()
@@ -120,6 +124,7 @@ def greedy_decode(llama, prompt: list[int], *, schema: dict | None, max_tokens: 
     cached = _reuse_prefix(llama, prompt)
     llama.eval(prompt[cached:])
     grammar = GrammarCheck(llama, schema) if schema is not None else None
+    stream = TextStream(on_text, stop) if on_text is not None else None
     vocab, n_vocab = llama._model.vocab, llama.n_vocab()
     generated: list[int] = []
     logprobs: list[float] = []
@@ -142,12 +147,18 @@ def greedy_decode(llama, prompt: list[int], *, schema: dict | None, max_tokens: 
             if any(s.encode() in text for s in stop):
                 text = _cut_at_stop(text, stop)
                 break
+            if stream is not None:
+                # An incomplete trailing character decodes to nothing here, so it waits.
+                stream.update(text.decode("utf-8", errors="ignore"))
             if len(generated) < budget:
                 llama.eval([token])
     finally:
         if grammar is not None:
             grammar.close()
-    return Decoded(text=text.decode("utf-8", errors="ignore"), tokens_in=len(prompt),
+    reply = text.decode("utf-8", errors="ignore")
+    if stream is not None:
+        stream.finish(reply)
+    return Decoded(text=reply, tokens_in=len(prompt),
                    tokens_out=len(generated), cached_tokens=cached, token_logprobs=logprobs)
 
 

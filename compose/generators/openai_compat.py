@@ -7,15 +7,25 @@ Several replicas of one model (``base_url`` as a list) share the load: each call
 next replica in turn, and one that is down or overloaded (connection error, timeout, 5xx) is
 skipped for the next, so a replica restart costs no failed questions. A 4xx answer is the
 request's fault and is not retried elsewhere. ``served``/``failed`` count calls per replica.
+
+With ``on_text`` the call is streamed (``stream: true``, server-sent events) and each content
+delta is passed on as it arrives. Token counts come from the final usage chunk, asked for with
+``stream_options.include_usage``; a server that ignores that option (llama-cpp-python's) is
+counted as one completion token per content chunk (servers send a chunk per token) and the
+prompt by this backend's own estimate. A replica that fails before its first chunk is
+skipped like any other; one that fails mid-stream is an error, since text already passed on
+cannot be taken back.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import httpx
 
@@ -90,6 +100,7 @@ class OpenAICompatGenerator:
         temperature: float = 0.0,
         logprobs: bool = False,
         stop: list[str] | None = None,
+        on_text: Callable[[str], None] | None = None,
     ) -> Generation:
         body: dict = {
             "model": self.model,
@@ -105,7 +116,13 @@ class OpenAICompatGenerator:
         if logprobs:
             body.update(logprobs=True, top_logprobs=1)
         started = time.perf_counter()
-        data = self._post(body)
+        if on_text is None:
+            data = self._post(body, _read_json)
+        else:
+            prompt_estimate = sum(self.count_tokens(m.content) for m in messages)
+            body.update(stream=True, stream_options={"include_usage": True})
+            data = self._post(body, lambda response: _read_events(response, on_text,
+                                                                  prompt_estimate))
         return generation_from_chat_response(
             data,
             latency_s=time.perf_counter() - started,
@@ -114,8 +131,9 @@ class OpenAICompatGenerator:
             logprobs=logprobs,
         )
 
-    def _post(self, body: dict) -> dict:
-        """POST to the replicas in turn from the next one until one answers."""
+    def _post(self, body: dict, read: Callable[[httpx.Response], dict]) -> dict:
+        """POST to the replicas in turn from the next one until one answers; ``read`` turns
+        the (not yet read) response into a completion."""
         with self._lock:
             first = next(self._turn)
         problems = []
@@ -123,15 +141,22 @@ class OpenAICompatGenerator:
             index = (first + attempt) % len(self.clients)
             url = self.base_urls[index]
             try:
-                response = self.clients[index].post("/chat/completions", json=body)
-                response.raise_for_status()
-                data = response.json()
+                with self.clients[index].stream("POST", "/chat/completions",
+                                                json=body) as response:
+                    if response.is_error:
+                        response.read()
+                    response.raise_for_status()
+                    data = read(response)
             except httpx.HTTPStatusError as exc:
                 problem = f"{url} answered {exc.response.status_code}: {exc.response.text[:300]}"
                 if exc.response.status_code < 500:
                     raise GenerationError(problem) from exc
             except (httpx.HTTPError, ValueError) as exc:
                 problem = f"{url}: {exc or type(exc).__name__}"
+            except _StreamBroken as exc:
+                with self._lock:
+                    self.failed[url] += 1
+                raise GenerationError(f"{url} failed mid-stream: {exc.__cause__}") from exc
             else:
                 with self._lock:
                     self.served[url] += 1
@@ -140,3 +165,44 @@ class OpenAICompatGenerator:
                 self.failed[url] += 1
             problems.append(problem)
         raise GenerationError("; ".join(problems))
+
+
+class _StreamBroken(Exception):
+    """A streamed reply failed after some of its text was passed on."""
+
+
+def _read_json(response: httpx.Response) -> dict:
+    response.read()
+    return response.json()
+
+
+def _read_events(response: httpx.Response, on_text: Callable[[str], None],
+                 prompt_estimate: int) -> dict:
+    """A streamed completion (server-sent events) passed to ``on_text`` delta by delta, and
+    returned in the shape of a non-streamed one."""
+    pieces: list[str] = []
+    logprobs: list[dict] = []
+    usage: dict | None = None
+    try:
+        for line in response.iter_lines():
+            if not line.startswith("data:"):
+                continue  # blank separators, comments, event names
+            payload = line[len("data:"):].strip()
+            if payload == "[DONE]":
+                break
+            chunk = json.loads(payload)
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or []:
+                piece = (choice.get("delta") or {}).get("content") or ""
+                logprobs.extend((choice.get("logprobs") or {}).get("content") or [])
+                if piece:
+                    pieces.append(piece)
+                    on_text(piece)
+    except (httpx.HTTPError, ValueError) as exc:
+        if not pieces:
+            raise
+        raise _StreamBroken() from exc
+    usage = usage or {"prompt_tokens": prompt_estimate, "completion_tokens": len(pieces)}
+    return {"choices": [{"message": {"content": "".join(pieces)},
+                         "logprobs": {"content": logprobs} if logprobs else None}],
+            "usage": usage}

@@ -4,18 +4,21 @@ This backend gives access to model internals (needed for position-robustness met
 Ms-PoE) and to INT8 weights via ``torch.ao.quantization.quantize_dynamic``. It accepts an HF
 model directory, or a GGUF file / registry name, which transformers dequantizes on load - so
 the embedded SmolLM2 works here too. It cannot constrain decoding to a schema, so structured
-outputs go through the parse-retry loop.
+outputs go through the parse-retry loop. With ``on_text`` the reply is streamed: transformers
+hands each new token to a streamer during ``generate``, and the tokens so far are decoded
+and forwarded through ``TextStream``.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from compose.config import DEFAULT_HOME, GeneratorConfig
 from compose.generators.adapters import refuse_adapter
-from compose.generators.base import Generation, Message
+from compose.generators.base import Generation, Message, TextStream, cut_at_stop
 from compose.generators.models import resolve_gguf
 
 
@@ -86,6 +89,7 @@ class TransformersGenerator:
         temperature: float = 0.0,
         logprobs: bool = False,
         stop: list[str] | None = None,
+        on_text: Callable[[str], None] | None = None,
     ) -> Generation:
         import torch
 
@@ -95,6 +99,7 @@ class TransformersGenerator:
             return_tensors="pt",
             return_dict=True,
         )
+        stream = TextStream(on_text, stop or []) if on_text is not None else None
         started = time.perf_counter()
         with self._lock, torch.inference_mode():
             output = self.model.generate(
@@ -107,14 +112,15 @@ class TransformersGenerator:
                 output_scores=logprobs,
                 return_dict_in_generate=True,
                 pad_token_id=self.tokenizer.eos_token_id,
+                streamer=_Streamer(self.tokenizer, stream) if stream is not None else None,
             )
         latency = time.perf_counter() - started
         n_in = prompt_ids["input_ids"].shape[1]
         new_tokens = output.sequences[0, n_in:]
-        text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
-        if stop:
-            for marker in stop:
-                text = text.split(marker)[0]
+        text = cut_at_stop(self.tokenizer.decode(new_tokens, skip_special_tokens=True),
+                           stop or [])
+        if stream is not None:
+            stream.finish(text)
         token_logprobs = None
         if logprobs:
             scores = self.model.compute_transition_scores(
@@ -130,3 +136,25 @@ class TransformersGenerator:
             token_logprobs=token_logprobs,
             constrained=False,
         )
+
+
+class _Streamer:
+    """What ``model.generate(streamer=...)`` calls: ``put`` with the prompt's ids first, then
+    with each new token; ``end`` when done. The reply's tokens so far are decoded as the
+    final text is (special tokens skipped) and passed to the stream."""
+
+    def __init__(self, tokenizer, stream: TextStream) -> None:
+        self.tokenizer = tokenizer
+        self.stream = stream
+        self.prompt_seen = False
+        self.ids: list[int] = []
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        self.ids.extend(int(i) for i in value.reshape(-1).tolist())
+        self.stream.update(self.tokenizer.decode(self.ids, skip_special_tokens=True))
+
+    def end(self) -> None:
+        """The final text goes through ``TextStream.finish`` once it is cut at stops."""

@@ -6,6 +6,11 @@ nodes with branches, decides the route itself. Deciding the route inside the nod
 budgets be counted in the same state update, so a budget holds even across checkpoints.
 When OpenTelemetry tracing is on (``compose.telemetry``), each node also runs inside its span
 and the compiled graph carries the callback that opens the run's span.
+
+A node that writes the graph output ``answer`` streams it when the run asks for tokens
+(``compose.streaming.with_tokens``): its module context gets a token sink writing to
+LangGraph's custom stream, and when the module returns the sink is settled against the
+answer it wrote, so the token events always add up to the node's answer.
 """
 
 from __future__ import annotations
@@ -15,14 +20,16 @@ import time
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.config import get_stream_writer
 from langgraph.graph import END as LG_END
 from langgraph.graph import START, StateGraph
 
 from compose.graph.spec import END, EdgeSpec, GraphSpec
-from compose.graph.validate import written_fields
+from compose.graph.validate import successors, written_fields
 from compose.module import ModuleContext
 from compose.registry import get_module
 from compose.runtime import Runtime
+from compose.streaming import TokenSink, tokens_requested
 from compose.telemetry import GraphTracing, graph_tracing, params_hash, record_node
 from compose.trace import TraceEvent
 
@@ -78,6 +85,38 @@ def choose_branch(name: str, edge: EdgeSpec, state: dict[str, Any]) -> tuple[str
     raise AssertionError(f"validated graph has no default branch out of {name!r}")
 
 
+ANSWER = "answer"
+
+
+def answer_field(spec: GraphSpec, name: str) -> str | None:
+    """The module output field that node ``name`` writes to the graph output ``answer``."""
+    if ANSWER not in spec.outputs:
+        return None
+    node = spec.nodes[name]
+    fields = get_module(node.module).Output.model_fields
+    return next((f for f in fields if node.outputs.get(f, f) == ANSWER), None)
+
+
+def answer_streams_live(spec: GraphSpec) -> bool:
+    """Whether the answer's token events are final as they arrive: some node writes the
+    ``answer`` output and no node writing it can run after one that did (in a loop, or
+    downstream of another writer), so a consumer never has to take streamed text back
+    because the node ran again. (A parse retry inside a node still resets its tokens.)"""
+    writers = {name for name in spec.nodes if answer_field(spec, name) is not None}
+    graph = successors(spec)
+    for writer in writers:
+        seen: set[str] = set()
+        frontier = list(graph.get(writer, ()))
+        while frontier:
+            current = frontier.pop()
+            if current in writers:
+                return False
+            if current not in seen:
+                seen.add(current)
+                frontier.extend(graph.get(current, ()))
+    return bool(writers)
+
+
 def make_node(name: str, spec: GraphSpec, runtime: Runtime,
               tracing: GraphTracing | None = None):
     node = spec.nodes[name]
@@ -85,6 +124,13 @@ def make_node(name: str, spec: GraphSpec, runtime: Runtime,
     in_map = {field: node.inputs.get(field, field) for field in module.Input.model_fields}
     out_map = {field: node.outputs.get(field, field) for field in module.Output.model_fields}
     branching = next((e for e in spec.edges_from(name) if e.branches), None)
+    streamed = answer_field(spec, name)
+
+    def context(config: RunnableConfig, wrap_generator=None) -> ModuleContext:
+        tokens = None
+        if streamed is not None and tokens_requested(config):
+            tokens = TokenSink(name, get_stream_writer())
+        return ModuleContext(runtime, wrap_generator=wrap_generator, tokens=tokens)
 
     def step(state: dict[str, Any], ctx: ModuleContext) -> dict[str, Any]:
         payload = {f: state[s] for f, s in in_map.items() if state.get(s) is not None}
@@ -93,6 +139,8 @@ def make_node(name: str, spec: GraphSpec, runtime: Runtime,
             output = module(payload, ctx).model_dump(mode="json")
         except Exception as exc:
             raise NodeError(name, node.module, exc) from exc
+        if ctx.tokens is not None:
+            ctx.tokens.settle(output[streamed])
         update: dict[str, Any] = {out_map[f]: value for f, value in output.items()}
         route = None
         if branching is not None:
@@ -113,16 +161,15 @@ def make_node(name: str, spec: GraphSpec, runtime: Runtime,
         return update
 
     if tracing is None:
-        def run_node(state: dict[str, Any]) -> dict[str, Any]:
-            return step(state, runtime.context())
+        def run_node(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+            return step(state, context(config))
     else:
         digest = params_hash(module.params.model_dump(mode="json"))
 
         def run_node(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
             # LangGraph passes the node's config, whose run id leads to the run span.
             with tracing.node_span(name, node.module, digest, config) as span:
-                update = step(state, ModuleContext(runtime,
-                                                   wrap_generator=tracing.wrap_generator))
+                update = step(state, context(config, tracing.wrap_generator))
                 record_node(span, update["trace"][0])
                 return update
 

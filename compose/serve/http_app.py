@@ -9,14 +9,21 @@ Routes, for each served graph NAME:
   JSON, 413 over the size limit, 504 past the deadline, 500 when a node fails (the detail
   names the node).
 - ``POST /graphs/NAME/stream`` - NDJSON: one ``node`` event per finished node, then ``end``
-  with the outputs (or ``error``); a bad body is refused with the same statuses first.
+  with the outputs (or ``error``); a bad body is refused with the same statuses first. With
+  ``?tokens=true`` the answer's ``token`` events arrive as it is generated.
 - ``GET /graphs`` lists the graphs with their input/output schemas; ``GET /healthz``;
   ``GET /openapi.json`` and ``/docs`` come from FastAPI.
+- ``GET /v1/models`` and ``POST /v1/chat/completions``: the graphs as OpenAI chat models, for
+  chat UIs and OpenAI SDK clients (``compose.serve.openai_api``).
 
-Errors have FastAPI's shape, ``{"detail": ...}``. Requests naming another host in ``Host``
-(421) or coming from a page on another origin (403) are refused: DNS-rebinding protection
-(``host_check``), loopback names only unless ``allowed_hosts`` says otherwise. Clients that
-send a request too slowly are cut by the server configuration of ``slow_clients``.
+Errors have FastAPI's shape, ``{"detail": ...}``, except on /v1 paths, which answer in
+OpenAI's, ``{"error": {...}}``. With ``api_key`` every route but ``/healthz`` needs the key
+(``compose.serve.api_key``); without one, bind loopback only (``check_bind``).
+
+Requests naming another host in ``Host`` (421) or coming from a page on another origin
+(403) are refused: DNS-rebinding protection (``host_check``), loopback names only unless
+``allowed_hosts`` says otherwise. Clients that send a request too slowly are cut by the
+server configuration of ``slow_clients``.
 
 Usage::
 
@@ -38,7 +45,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from compose.api import ComposeGraph
 from compose.graph.compiler import NodeError
+from compose.serve.api_key import APIKeyAuth, key_bytes
 from compose.serve.host_check import LOOPBACK_HOSTS, HostCheck, allow_list
+from compose.serve.openai_api import install_error_shape, is_openai_path, openai_router
+from compose.serve.openai_api.errors import error_body
 from compose.serve.service import GraphService, InputTooLongError, RunResult, RunTimeoutError
 from compose.serve.strict_json import StrictJSONRoute
 
@@ -59,7 +69,7 @@ class BodySizeLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(scope, send)
             return
         messages: list[Message] = []
         size = 0
@@ -72,7 +82,7 @@ class BodySizeLimit:
                 break
             size += len(message.get("body", b""))
             if size > self.max_bytes:
-                await self._refuse(send)
+                await self._refuse(scope, send)
                 return
             if not message.get("more_body", False):
                 break
@@ -82,8 +92,10 @@ class BodySizeLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": f"request body over {self.max_bytes} bytes"}).encode()
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        detail = f"request body over {self.max_bytes} bytes"
+        body = json.dumps(error_body(detail, code="request_too_large")
+                          if is_openai_path(scope["path"]) else {"detail": detail}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body})
@@ -112,14 +124,15 @@ def _invoke_endpoint(service: GraphService) -> Callable[..., Awaitable[RunResult
 
 
 def _stream_endpoint(service: GraphService) -> Callable[..., Awaitable[StreamingResponse]]:
-    async def stream(body):
+    async def stream(body, tokens: bool = Query(
+            False, description="Also stream the final answer's tokens as they are generated.")):
         try:
             await service.check(body)
         except InputTooLongError as exc:
             raise _too_long(exc) from exc
 
         async def lines():
-            async for event in service.stream(body):
+            async for event in service.stream(body, tokens=tokens):
                 yield json.dumps(event, ensure_ascii=False) + "\n"
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
@@ -138,10 +151,12 @@ def _annotate_body(endpoint: Callable, request_model: type) -> None:
 
 def create_app(graphs: Iterable[ComposeGraph], *, timeout_s: float = 300.0,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               allowed_hosts: Iterable[str] = LOOPBACK_HOSTS) -> FastAPI:
+               allowed_hosts: Iterable[str] = LOOPBACK_HOSTS,
+               api_key: str | None = None) -> FastAPI:
     """The app serving ``graphs``. ``allowed_hosts``: the host names (no ports) the server
     answers to in ``Host`` and accepts pages from in ``Origin``; ``"*"`` turns the check
-    off, for a server behind a proxy that checks ``Host`` itself."""
+    off, for a server behind a proxy that checks ``Host`` itself. ``api_key``: the key every
+    request but ``/healthz`` must present (None: no authentication)."""
     services = {g.spec.name: GraphService(g, timeout_s=timeout_s) for g in graphs}
     if not services:
         raise ValueError("create_app needs at least one graph")
@@ -149,8 +164,13 @@ def create_app(graphs: Iterable[ComposeGraph], *, timeout_s: float = 300.0,
     app = FastAPI(title="composerag", description="composerag graphs over HTTP.",
                   version="1")
     app.router.route_class = StrictJSONRoute
+    install_error_shape(app)
+    # The last added runs first: Host/Origin, then the key, then the body is read.
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
-    app.add_middleware(HostCheck, allowed_hosts=hosts)  # added last: runs first
+    if api_key is not None:
+        key_bytes(api_key)  # a bad key fails here, not at the first request
+        app.add_middleware(APIKeyAuth, api_key=api_key)
+    app.add_middleware(HostCheck, allowed_hosts=hosts)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -170,6 +190,9 @@ def create_app(graphs: Iterable[ComposeGraph], *, timeout_s: float = 300.0,
                  description=service.description)(_invoke_endpoint(service))
         app.post(f"/graphs/{name}/stream", tags=[name], summary=f"Stream {name}'s node updates",
                  response_class=StreamingResponse,
-                 description="NDJSON: a `node` event per finished node, then `end` or `error`.",
+                 description="NDJSON: a `node` event per finished node, then `end` or "
+                 "`error`; with `?tokens=true` also `token`/`token_reset` events for the "
+                 "answer.",
                  )(_stream_endpoint(service))
+    app.include_router(openai_router(services))
     return app

@@ -120,25 +120,32 @@ class GraphService:
                          elapsed_s=round(time.perf_counter() - started, 4),
                          trace=state.get("trace") if with_trace else None)
 
-    async def stream(self, request: BaseModel) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: BaseModel,
+                     tokens: bool = False) -> AsyncIterator[dict[str, Any]]:
         """Yield ``{"event": "node", ...}`` per finished node, then one ``"end"`` event with
         the outputs, or one ``"error"`` event; the stream itself never raises (so await
-        :meth:`check` before starting it, to refuse an over-long request with a status)."""
+        :meth:`check` before starting it, to refuse an over-long request with a status).
+
+        With ``tokens``, the final answer's ``{"event": "token", "node", "text"}`` pieces
+        (and ``token_reset`` events, see ``compose.streaming``) come too, in order with the
+        node events, as they are generated; whether they are final as they arrive is
+        ``self.graph.answer_streams_live``."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         cancelled = threading.Event()
+        modes = ["tokens", "values"] if tokens else ["updates", "values"]
 
         def produce() -> None:
             final: dict[str, Any] = {}
             try:
-                for mode, chunk in self.graph.stream(request.model_dump(),
-                                                     stream_mode=["updates", "values"]):
+                for mode, chunk in self.graph.stream(request.model_dump(), stream_mode=modes):
                     if cancelled.is_set():
                         return
                     if mode == "values":
                         final = chunk
                     else:
-                        loop.call_soon_threadsafe(queue.put_nowait, ("updates", chunk))
+                        for event in _events(mode, chunk):
+                            loop.call_soon_threadsafe(queue.put_nowait, ("event", event))
                 loop.call_soon_threadsafe(queue.put_nowait, ("end", final))
             except Exception as exc:  # reported to the client as an error event
                 loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
@@ -156,10 +163,8 @@ class GraphService:
                            "detail": f"graph {self.name!r} did not finish within "
                                      f"{self.timeout_s:g} s"}
                     return
-                if kind == "updates":
-                    for node, update in payload.items():
-                        yield {"event": "node", "node": node,
-                               "update": _public_update(update)}
+                if kind == "event":
+                    yield payload
                 elif kind == "end":
                     yield {"event": "end", "graph": self.name, "output": self._outputs(payload),
                            "elapsed_s": round(time.perf_counter() - started, 4)}
@@ -170,6 +175,17 @@ class GraphService:
                     return
         finally:  # a client that went away stops the run at its next node
             cancelled.set()
+
+
+def _events(mode: str, chunk: Any) -> list[dict[str, Any]]:
+    """The client events of one streamed chunk: an ``updates`` chunk is a node event per
+    node; in token mode the node events come ready and the token events pass as they are."""
+    if mode == "updates":
+        return [{"event": "node", "node": node, "update": _public_update(update)}
+                for node, update in chunk.items()]
+    if chunk["event"] == "node":
+        return [{**chunk, "update": _public_update(chunk["update"])}]
+    return [chunk]
 
 
 def _public_update(update: dict[str, Any] | None) -> dict[str, Any]:
