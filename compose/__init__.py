@@ -6,15 +6,29 @@ Typical use::
     graph = load_graph("naive_rag", index="runs/demo-index")
     result = graph.invoke({"question": "Who designed the Velmora Bridge?"})
 
-``load_graph`` is imported on first use: it pulls in LangGraph (about 0.7 s), which a
-command-line run imports only after it has started loading the model beside it.
+Every name here is imported on first use: ``load_graph`` pulls in LangGraph (about 0.7 s),
+which a command-line run imports only after it has started loading the model beside it, and
+the module classes pull in pydantic (about 0.25 s), which ``composerag --help`` never needs.
 """
 
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from compose.module import LLMModule, Module, ModuleContext, PromptTemplate
-from compose.registry import get_module, list_modules, register
+if TYPE_CHECKING:
+    from compose.api import load_graph
+    from compose.module import LLMModule, Module, ModuleContext, PromptTemplate
+    from compose.registry import get_module, list_modules, register
 
+_HOMES = {
+    "LLMModule": "compose.module",
+    "Module": "compose.module",
+    "ModuleContext": "compose.module",
+    "PromptTemplate": "compose.module",
+    "get_module": "compose.registry",
+    "list_modules": "compose.registry",
+    "register": "compose.registry",
+    "load_graph": "compose.api",
+}
 __all__ = [
     "LLMModule",
     "Module",
@@ -29,8 +43,6 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    if name == "load_graph":
-        from compose.api import load_graph
-
-        return load_graph
+    if name in _HOMES:
+        return getattr(import_module(_HOMES[name]), name)
     raise AttributeError(f"module 'compose' has no attribute {name!r}")

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
-from compose.corpora.demo import demo_index
-from compose.graph.validate import GraphValidationError
-from compose.graph.yaml_source import YamlSyntaxError
 from compose.moi_cli import moi_app
 from compose.tune.cli import tune_app
 
@@ -28,6 +28,23 @@ app.add_typer(module_app, name="module")
 app.add_typer(trace_app, name="trace")
 app.add_typer(moi_app, name="moi")
 app.add_typer(tune_app, name="tune")
+
+
+class EvalGroup(TyperGroup):
+    """``composerag eval GRAPH --dataset ...`` evaluates a graph, as it did before ``eval``
+    had subcommands: arguments that do not start with a subcommand name (or ``--help``) go to
+    ``eval run``. A graph file literally named ``compare`` is reached as ``eval run compare``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+eval_app = typer.Typer(cls=EvalGroup, no_args_is_help=True,
+                       help="Evaluate a graph on a benchmark (the default: `eval GRAPH "
+                       "--dataset ...` is `eval run`), or compare evaluation runs.")
+app.add_typer(eval_app, name="eval")
 out = Console()
 err = Console(stderr=True)
 
@@ -36,6 +53,11 @@ SetOption = Annotated[list[str] | None, typer.Option(
 IndexOption = Annotated[Path | None, typer.Option(
     help="Index directory. Default for graphs that retrieve: the demo corpus index, built on "
     "first use.")]
+SPEC_ERRORS = (FileNotFoundError, ValueError)
+"""What loading a spec raises for bad input: ``GraphValidationError`` and its
+``YamlSyntaxError`` are ``ValueError``s. Naming them here would import the validator, and
+with it every module's pydantic models, into each start-up (``--help`` included); every
+heavy import of this file is made inside the command that needs it for the same reason."""
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -67,9 +89,11 @@ def open_graph(graph: str, index: Path | None, overrides: list[str] | None, cach
 
     try:
         spec = load_spec(graph, overrides)
-    except (GraphValidationError, YamlSyntaxError, FileNotFoundError, ValueError) as exc:
+    except SPEC_ERRORS as exc:
         fail(str(exc))
     if index is None and graph_retrieves(spec) and not spec.retriever.index:
+        from compose.corpora.demo import demo_index
+
         err.print("[dim]no --index given: using the demo corpus index[/]")
         index = demo_index()
     config = runtime_config(spec, index=index, cache=cache)
@@ -115,6 +139,9 @@ def run(
     approve_before: Annotated[list[str] | None, typer.Option(
         help="Pause before this node until approved (repeatable; needs --checkpoint).")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Approve every pause.")] = False,
+    stream: Annotated[bool, typer.Option(
+        "--stream", help="Print the answer's tokens as they are generated (progress on "
+        "stderr).")] = False,
 ) -> None:
     """Answer one question with a graph; print the answer, citations and passages."""
     from compose.trace import write_trace
@@ -123,6 +150,8 @@ def run(
         fail("--thread-id and --approve-before need --checkpoint FILE")
     if checkpoint is None and not question:
         fail("give the question with -q")  # before the model starts loading
+    if stream and checkpoint is not None:
+        fail("--stream does not combine with --checkpoint")
     durability: dict[str, Any] = {}
     if checkpoint is not None:
         from compose.durable import sqlite_checkpointer
@@ -131,7 +160,12 @@ def run(
                       "interrupt_before": approve_before}
     compiled = open_graph(graph, index, set_, cache, prefetch=True, **durability)
     try:
-        if checkpoint is None:
+        if checkpoint is None and stream:
+            from compose.cli_stream import run_streaming
+
+            state = run_streaming(compiled, {"question": question}, progress=err,
+                                  tokens_to=sys.stderr if as_json else None)
+        elif checkpoint is None:
             state = compiled.invoke({"question": question})
         else:
             from compose.durable import holding_thread
@@ -248,7 +282,7 @@ def validate(
         try:
             load_spec(name, set_)
             out.print(f"[green]ok[/] {name}")
-        except (GraphValidationError, YamlSyntaxError, FileNotFoundError, ValueError) as exc:
+        except SPEC_ERRORS as exc:
             failed = True
             err.print(f"[red]invalid[/] {escape(str(exc))}")
     if failed:
@@ -265,11 +299,17 @@ def schema() -> None:
 
 @app.command()
 def graphs() -> None:
-    """List the graphs shipped with composerag."""
-    from compose.graph.load import load_spec, shipped_graphs
+    """List the graphs shipped with composerag.
+
+    Each is read through the spec schema only, not fully validated: a description needs no
+    module, and the full check would import every module the graphs name (the test suite
+    validates the shipped graphs)."""
+    from compose.graph.load import graph_text, parse_spec, shipped_graphs
+    from compose.graph.yaml_source import parse_yaml
 
     for name in shipped_graphs():
-        out.print(f"[bold]{name}[/]: {escape(load_spec(name).description)}")
+        spec = parse_spec(parse_yaml(*graph_text(name)))
+        out.print(f"[bold]{name}[/]: {escape(spec.description)}")
 
 
 @app.command()
@@ -296,7 +336,7 @@ def open_graph_for_render(graph: str, overrides: list[str] | None):
 
     try:
         return load_spec(graph, overrides)
-    except (GraphValidationError, YamlSyntaxError, FileNotFoundError, ValueError) as exc:
+    except SPEC_ERRORS as exc:
         fail(str(exc))
 
 
@@ -350,6 +390,8 @@ def module_run(
     except (KeyError, ValueError, ValidationError) as exc:
         fail(str(exc))
     if index is None and name == "retrieve":
+        from compose.corpora.demo import demo_index
+
         index = demo_index()
     runtime = Runtime(RuntimeConfig(retriever=RetrieverConfig(index=str(index) if index else None)))
     ctx = runtime.context()
@@ -423,7 +465,7 @@ def index_info(index_dir: Annotated[Path, typer.Argument(help="Index directory."
         fail(str(exc))
 
 
-@app.command("eval")
+@eval_app.command("run")
 def evaluate(
     graph: Annotated[str, typer.Argument(help="Shipped graph name or YAML path.")],
     dataset: Annotated[str, typer.Option(
@@ -465,8 +507,7 @@ def evaluate(
                            recall_k=recall_k, restart=restart, judge=judge,
                            save_traces=save_traces, backend=backend, workers=workers,
                            ray_address=ray_address, retry_errors=retry_errors)
-    except (GraphValidationError, YamlSyntaxError, FileNotFoundError, ValueError,
-            ResumeMismatchError, ResultsLockedError) as exc:
+    except (*SPEC_ERRORS, ResumeMismatchError, ResultsLockedError) as exc:
         fail(str(exc))
     except EvalInterrupted as stop:
         err.print(f"{escape(str(stop))}; run the same command again to resume (the question "
@@ -477,6 +518,36 @@ def evaluate(
         raise typer.Exit(130) from None
     out.print(summary_table(f"{graph} on {dataset_name}", summarize(records)))
     out.print(f"[dim]per-question results: {out_file}[/]")
+
+
+@eval_app.command("compare")
+def eval_compare(
+    runs: Annotated[list[str], typer.Argument(
+        help="Results files written by `composerag eval`, as PATH or LABEL=PATH; the first "
+        "is the baseline.")],
+    html: Annotated[Path | None, typer.Option(
+        help="Also write a self-contained HTML report: the table, per-node cost bars and "
+        "the metric against seconds per question (needs matplotlib).")] = None,
+    metric: Annotated[list[str] | None, typer.Option(
+        "--metric", help="A metric to compare (repeatable; default: em and f1).")] = None,
+    primary: Annotated[str | None, typer.Option(
+        help="The metric questions are won, lost or tied on (default: f1 when compared, "
+        "else the first --metric).")] = None,
+    markdown: Annotated[bool, typer.Option(
+        "--markdown", help="Print the table as Markdown.")] = False,
+) -> None:
+    """Compare evaluation runs of the same questions, paired against the first.
+
+    Each difference from the baseline comes with a 95% bootstrap interval over the questions,
+    beside the questions won, lost and tied and the cost per question."""
+    from compose.eval.compare import DEFAULT_METRICS, CompareError
+    from compose.eval.compare_table import compare_command
+
+    try:
+        compare_command(runs, console=out, html=html, metrics=metric or DEFAULT_METRICS,
+                        primary=primary, markdown=markdown)
+    except CompareError as exc:
+        fail(str(exc))
 
 
 @app.command()
@@ -501,12 +572,33 @@ def serve(
     request_timeout_s: Annotated[float, typer.Option(
         help="Seconds a client has to send a whole request, headers and body, before it "
              "is answered 408 and cut (HTTP transports).")] = 10.0,
+    api_key: Annotated[str | None, typer.Option(
+        "--api-key", envvar="COMPOSERAG_API_KEY", show_envvar=True,
+        help="Require this key on every HTTP route but /healthz, as 'Authorization: Bearer "
+             "KEY' or 'X-API-Key: KEY' (prefer the environment variable: a command line "
+             "is visible to other users).")] = None,
+    allow_unauthenticated_remote: Annotated[bool, typer.Option(
+        "--allow-unauthenticated-remote",
+        help="Bind a non-loopback address without --api-key (only behind a proxy that "
+             "authenticates).")] = False,
 ) -> None:
     """Serve graphs over HTTP (one endpoint per graph) or MCP (one tool per graph)."""
     if http == mcp:
         fail("choose exactly one of --http or --mcp")
     if transport not in ("stdio", "http"):
         fail(f"unknown MCP transport {transport!r}; use stdio or http")
+    from compose.serve.api_key import UnsafeBindError, check_bind, key_bytes
+
+    if api_key is not None:
+        try:
+            key_bytes(api_key)
+        except ValueError as exc:
+            fail(f"--api-key / COMPOSERAG_API_KEY: {exc}")
+    if http or transport == "http":
+        try:
+            check_bind(host, api_key, allow_unauthenticated_remote)
+        except UnsafeBindError as exc:
+            fail(str(exc))
     loaded = [open_graph(g, index, set_, cache) for g in graphs]
     names = [g.spec.name for g in loaded]
     if len(set(names)) != len(names):
@@ -522,8 +614,10 @@ def serve(
         # The address bound is a name clients use, unless it is a wildcard.
         bound = [] if host in ("0.0.0.0", "::") else [host]
         app_ = create_app(loaded, timeout_s=timeout_s, max_body_bytes=max_body_kb * 1024,
-                          allowed_hosts=[*LOOPBACK_HOSTS, *bound, *(allowed_host or [])])
-        err.print(f"serving {', '.join(names)} on http://{host}:{port} (docs at /docs)")
+                          allowed_hosts=[*LOOPBACK_HOSTS, *bound, *(allowed_host or [])],
+                          api_key=api_key)
+        err.print(f"serving {', '.join(names)} on http://{host}:{port} (docs at /docs, "
+                  f"OpenAI-compatible at /v1{'; API key required' if api_key else ''})")
         uvicorn.Server(server_config(app_, host=host, port=port,
                                      request_timeout_s=request_timeout_s,
                                      log_level="warning")).run()
@@ -538,6 +632,10 @@ def serve(
         return
     err.print(f"serving MCP tools {', '.join(names)} on http://{host}:{port}/mcp")
     mcp_app = server.streamable_http_app(host=host, max_request_body_size=max_body_kb * 1024)
+    if api_key is not None:
+        from compose.serve.api_key import APIKeyAuth
+
+        mcp_app = APIKeyAuth(mcp_app, api_key)
     uvicorn.Server(server_config(mcp_app, host=host, port=port,
                                  request_timeout_s=request_timeout_s,
                                  log_level="warning")).run()

@@ -18,16 +18,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
-from rich.progress import Progress
-
-from compose.moi.positions import DEFAULT_STORE, PositionStore
 
 moi_app = typer.Typer(help="Mixture-of-Intervention re-ranking: slot weights per model.",
                       no_args_is_help=True)
+# The default is spelled out, not read from compose.moi.positions.DEFAULT_STORE: that module
+# imports numpy, which every `composerag` start-up would pay for to print this help text
+# (tests/test_cli_startup.py checks the two agree).
 StoreOption = Annotated[Path | None, typer.Option(
-    "--store", help=f"Slot-weight store (default {DEFAULT_STORE}).")]
+    "--store", help="Slot-weight store (default ~/.cache/composerag/moi_positions.json).")]
 
 
 @moi_app.command("fit-positions")
@@ -49,11 +47,16 @@ def fit_positions(
     index_root: Annotated[Path | None, typer.Option(help="Where pooled indexes live.")] = None,
 ) -> None:
     """Fit per-slot weights by alternating least squares and store them for the model."""
+    from pydantic import ValidationError
+    from rich.console import Console
+    from rich.progress import Progress
+
     from compose.config import GeneratorConfig, RetrieverConfig, RuntimeConfig
     from compose.corpora.benchmarks import load_benchmark
     from compose.modules.moi import MoiRerank
     from compose.moi.aggregate import fit_slot_weights
     from compose.moi.fit import collect_samples, informative
+    from compose.moi.positions import PositionStore
     from compose.retrieval.store import ensure_index
     from compose.runtime import Runtime
 
@@ -93,4 +96,6 @@ def fit_positions(
 @moi_app.command("show-positions")
 def show_positions(store: StoreOption = None) -> None:
     """Print the stored slot weights of every model."""
+    from compose.moi.positions import PositionStore
+
     typer.echo(json.dumps(PositionStore(store).load(), indent=2))

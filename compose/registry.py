@@ -1,8 +1,10 @@
 """The module registry: the only way a graph can name code to run.
 
 A YAML graph names modules by registry name, never by import path, so loading a graph cannot
-import arbitrary code. Built-in modules register on import of ``compose.modules``; third-party
-packages opt in through the ``composerag.modules`` entry-point group.
+import arbitrary code. A built-in module is imported when its name is first asked for (the
+table ``compose.modules.BUILTIN`` says which file registers it), so a graph loads only the
+modules it names; third-party packages opt in through the ``composerag.modules`` entry-point
+group, loaded with every built-in when a name is not built in or the whole list is wanted.
 """
 
 from __future__ import annotations
@@ -33,18 +35,32 @@ def register(cls: M) -> M:
     return cls
 
 
+def _load_builtin(name: str) -> None:
+    from compose.modules import BUILTIN
+
+    if name in BUILTIN:
+        import_module(f"compose.modules.{BUILTIN[name]}")
+
+
 def _load_builtin_and_plugins() -> None:
     global _loaded
     if _loaded:
         return
     _loaded = True
-    import_module("compose.modules")
+    from compose.modules import BUILTIN
+
+    for file in sorted(set(BUILTIN.values())):
+        import_module(f"compose.modules.{file}")
     for entry in entry_points(group="composerag.modules"):
         entry.load()
 
 
 def get_module(name: str) -> type[Module]:
-    _load_builtin_and_plugins()
+    """The class registered as ``name``; a KeyError naming the closest names if none is."""
+    if name not in _REGISTRY:
+        _load_builtin(name)
+    if name not in _REGISTRY:  # a plugin's name, or a typo to suggest a name for
+        _load_builtin_and_plugins()
     return lookup(_REGISTRY, name, "module")
 
 

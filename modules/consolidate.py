@@ -24,15 +24,17 @@ Usage::
 from __future__ import annotations
 
 import warnings
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from compose.module import Module, ModuleContext
 from compose.modules.interpretation import Interpretation
 from compose.registry import register
 from compose.retrieval.encoder import DEFAULT_ENCODER, embed
+
+if TYPE_CHECKING:
+    import numpy as np
 
 NOISE = -1
 
@@ -80,8 +82,9 @@ class Clustering(BaseModel):
 
 def cluster_labels(vectors: np.ndarray, params: ConsolidateParams) -> np.ndarray:
     """One label per row; ``NOISE`` marks rows in no cluster (HDBSCAN only)."""
-    # Imported on use: scikit-learn takes seconds to import, and every built-in module is
-    # registered when any graph loads.
+    # Imported on use, numpy too: scikit-learn takes seconds to import, numpy a tenth of one,
+    # and this file is imported whenever a graph names this module, even just to validate it.
+    import numpy as np
     from sklearn.cluster import HDBSCAN, KMeans
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import silhouette_score
@@ -115,6 +118,8 @@ def prune_loose_members(vectors: np.ndarray, labels: np.ndarray,
     """Turn into noise, one at a time, the cluster member least similar to the others while
     its mean cosine similarity to them is below ``min_similarity``; a cluster left smaller than
     the minimum size becomes noise altogether."""
+    import numpy as np
+
     labels = labels.copy()
     for cluster in set(labels.tolist()) - {NOISE}:
         members = np.flatnonzero(labels == cluster)
@@ -136,6 +141,8 @@ def consolidate_vectors(vectors: np.ndarray, params: ConsolidateParams) -> Clust
     Representatives come out ordered by cluster size, then by first member's position, so the
     best-supported reading (and, among equals, the best-ranked passage) comes first.
     """
+    import numpy as np
+
     labels = prune_loose_members(vectors, cluster_labels(vectors, params), params)
     clusters = sorted({int(label) for label in labels} - {NOISE},
                       key=lambda c: (-int(np.sum(labels == c)), int(np.argmax(labels == c))))

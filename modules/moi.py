@@ -28,9 +28,8 @@ Usage::
 from __future__ import annotations
 
 import zlib
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from compose.corpus import ScoredPassage
@@ -43,12 +42,19 @@ from compose.modules.answer import (
     EmittedAnswer,
     format_passages,
 )
-from compose.moi.aggregate import estimate_utilities, place
 from compose.moi.explore import ExplorePass, explore
-from compose.moi.positions import PositionStore
-from compose.moi.proposals import Strategy, propose
 from compose.moi.signals import Signal, majority_answer, score_passes
 from compose.registry import register
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy and the compose.moi parts built on it (aggregate, positions, proposals) are imported
+# where they are used: every built-in module is imported whenever a graph loads, `composerag
+# validate` and `graphs` included, and numpy alone is a fifth of their start-up.
+Strategy = Literal["cyclic", "random", "prior"]
+"""``compose.moi.proposals.Strategy``, restated so the params need no numpy
+(tests/test_cli_startup.py checks that the two agree)."""
 
 
 class MoiInput(BaseModel):
@@ -132,6 +138,8 @@ class MoiRerank(Module):
     def cache_identity(self, ctx: ModuleContext) -> str:
         if self.params.mode in ("keep", "shuffle"):
             return ""
+        from compose.moi.positions import PositionStore
+
         stored = PositionStore(self.params.weights_path).load()
         models = {ctx.generator.model_id, self.scorer(ctx).model_id}
         weights = {m: stored.get(m, {}) for m in sorted(models)}
@@ -155,6 +163,8 @@ class MoiRerank(Module):
         return get_generator(config)
 
     def rng(self, question: str) -> np.random.Generator:
+        import numpy as np
+
         return np.random.default_rng([self.params.seed, zlib.crc32(question.encode())])
 
     def render(self, question: str, passages: list[ScoredPassage], order: list[int]):
@@ -179,6 +189,12 @@ class MoiRerank(Module):
             on_generation=on_generation)
 
     def run(self, inp: MoiInput, ctx: ModuleContext) -> MoiOutput:
+        import numpy as np
+
+        from compose.moi.aggregate import estimate_utilities, place
+        from compose.moi.positions import PositionStore
+        from compose.moi.proposals import propose
+
         passages, k = inp.passages, len(inp.passages)
         if self.params.mode == "keep" or k < 2:
             return MoiOutput(passages=passages)

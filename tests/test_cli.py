@@ -126,3 +126,25 @@ def test_serve_needs_exactly_one_protocol():
 def test_run_durability_flags_need_a_checkpoint():
     result = invoke("run", "naive_rag", "-q", "q", "--thread-id", "t1")
     assert result.exit_code == 1 and "need --checkpoint" in result.output
+
+
+def test_run_stream_prints_the_same_answer_as_a_plain_run(demo_index):
+    question = ["-q", "Who invented the kelp-oil lamp?", "--index", str(demo_index), "--json"]
+    plain = json.loads(invoke("run", "naive_rag", *question).stdout)
+    streamed = invoke("run", "naive_rag", *question, "--stream")
+    assert streamed.exit_code == 0, streamed.output
+    assert json.loads(streamed.stdout) == plain  # the tokens went to stderr with --json
+    assert plain["answer"] in streamed.stderr
+
+
+def test_serve_refuses_a_remote_bind_without_an_api_key(monkeypatch):
+    monkeypatch.delenv("COMPOSERAG_API_KEY", raising=False)
+    result = invoke("serve", "naive_rag", "--http", "--host", "0.0.0.0")
+    assert result.exit_code == 1 and "--api-key" in result.output
+
+
+def test_eval_compare_is_a_subcommand_beside_eval_graph(tmp_path):
+    result = invoke("eval", "compare", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl"))
+    assert result.exit_code == 1 and "no results file" in result.output
+    result = invoke("eval", "no-such-graph", "--dataset", "demo")
+    assert result.exit_code == 1 and "no-such-graph" in result.output

@@ -11,8 +11,8 @@ library directory only: the best-scoring one whose instructions the OS really en
 an AMX one unless asked for, or the one named by ``COMPOSERAG_LLAMA_CPU`` (to opt in to AMX,
 or for benchmarks that compare builds). AMX is opt-in because the kernel's permission is not
 proof either: on a Xeon VM that granted it (``arch_prctl`` succeeded), the sapphirerapids
-variant still died with SIGILL on the first quantized matmul. A wheel built without variants (a user's own
-llama-cpp-python) is used as it is.
+variant still died with SIGILL on the first quantized matmul. A wheel built without variants
+(a user's own llama-cpp-python) is used as it is.
 
 Usage::
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, model_validator
 
 from compose.config import CacheConfig, GeneratorConfig, RetrieverConfig, StrictModel
@@ -117,6 +116,8 @@ class GraphSpec(StrictModel):
     edges: list[EdgeSpec] = Field(default_factory=list)
 
     def to_yaml(self) -> str:
+        import yaml  # on use: `composerag schema` reads this file and needs no YAML library
+
         data = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
         data.setdefault("entry", self.entry)
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -18,12 +18,12 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
-import numpy as np
-
 from compose.config import EncoderRuntime
 from compose.generators.models import package_dir
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from compose.retrieval.onnx_encoder import OnnxEncoder, OnnxEncoderError
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
@@ -112,6 +112,8 @@ def embed(texts: list[str], name: str = DEFAULT_ENCODER, batch_size: int = 64, *
         onnx_encoder = load_onnx(name, threads, required=requested == "onnx")
         if onnx_encoder is not None:
             return onnx_encoder.encode(texts, batch_size)
+    import numpy as np  # here, not at the top: modules import this file at registration
+
     encoder = load_encoder(name)
     vectors = encoder.encode(
         texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False

@@ -15,19 +15,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
 tune_app = typer.Typer(help="Tune the local generator per module (LoRA) and score modules.",
                        no_args_is_help=True)
 console = Console(stderr=True)
+# rich.progress and rich.table are imported by the commands that draw them: this file is
+# imported by every `composerag` start-up, which should not pay for them.
 DEFAULT_TRAIN_DIR = Path("../shared/data/train")
 
 
@@ -55,6 +48,8 @@ def build_data(
 
     Example: composerag tune build-data --train-dir ../shared/data/train --out runs/tune/data
     """
+    from rich.table import Table
+
     from compose.tune.dataset import Recipe, build_dataset
 
     chosen = Recipe.model_validate_json(recipe.read_text()) if recipe else Recipe()
@@ -119,6 +114,15 @@ class RichTrainingProgress:
     """The trainer's progress callbacks shown as a rich bar with loss and tokens/s."""
 
     def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         self.bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("loss {task.fields[loss]:.3f}"),
                             TextColumn("{task.fields[tps]:.0f} tok/s"),
@@ -222,6 +226,9 @@ def eval_command(
     Example: composerag tune eval --data runs/tune/data --adapter none --adapter tuned
     --limit 60
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
     from compose.config import GeneratorConfig
     from compose.tune.evaluate import evaluate_modules
 

@@ -26,7 +26,8 @@ def load_demo() -> BenchmarkData:
 
 
 def demo_index() -> Path:
-    """The demo corpus index under the composerag home, built on first use."""
+    """The demo corpus index under the composerag home, built on first use. Reads only the
+    passages: a run that defaults to this index is waiting for it."""
     from compose.retrieval.store import ensure_index
 
-    return ensure_index(load_demo().corpus, "demo")
+    return ensure_index(load_corpus(demo_file("passages.jsonl")), "demo")
