@@ -33,7 +33,8 @@ for command in COMMANDS:
     codes[" ".join(command)] = CliRunner().invoke(app, command).exit_code
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in HEAVY)
 files = sorted(m for m in sys.modules if m.startswith("compose.modules."))
-print(json.dumps({"codes": codes, "heavy": heavy, "module_files": files}))
+ours = sorted(m for m in sys.modules if m.startswith("compose."))
+print(json.dumps({"codes": codes, "heavy": heavy, "module_files": files, "compose": ours}))
 """
 
 
@@ -60,6 +61,7 @@ def test_quick_commands_succeed_without_heavy_libraries(command):
 
 
 def test_help_imports_not_even_pydantic():
+    # (running any command does: typer builds pydantic validators for its parameters)
     code = ("import sys\nfrom typer.testing import CliRunner\nfrom compose.cli import app\n"
             "assert CliRunner().invoke(app, ['--help']).exit_code == 0\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pydantic'))")
@@ -68,8 +70,23 @@ def test_help_imports_not_even_pydantic():
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_graphs_prints_each_shipped_graphs_own_description():
+    from typer.testing import CliRunner
+
+    from compose.cli import app
+    from compose.graph.load import load_spec, shipped_graphs
+
+    listed = CliRunner().invoke(app, ["graphs"], terminal_width=10_000).stdout
+    for name in shipped_graphs():
+        description = " ".join(load_spec(name).description.split())
+        assert f"{name}: {description}" in " ".join(listed.split())
+
+
 def test_graphs_reads_no_module_and_validate_only_the_graphs_own():
-    assert fresh_process([["graphs"]])["module_files"] == []
+    report = fresh_process([["graphs"]])
+    assert report["module_files"] == []
+    assert not [m for m in report["compose"] if m.startswith(("compose.graph.spec",
+                                                              "compose.graph.validate"))]
     # naive_rag is retrieve -> answer; moi_rerank (numpy) or verdict's modules stay unloaded
     assert fresh_process([["validate", "naive_rag"]])["module_files"] == [
         "compose.modules.answer", "compose.modules.retrieve"]

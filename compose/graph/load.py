@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import copy
 import re
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from compose.graph.shipped import shipped_graph_file, shipped_graphs
 from compose.graph.spec import GraphSpec
 from compose.graph.validate import (
     GraphValidationError,
@@ -33,11 +33,6 @@ from compose.graph.yaml_source import (
 from compose.lookup import lookup
 
 
-def shipped_graphs() -> list[str]:
-    folder = resources.files("compose.graphs")
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
 def graph_text(name_or_path: str | Path) -> tuple[str, str]:
     """(YAML text, a display name). A shipped graph name wins over a relative path only when
     no such file exists."""
@@ -47,8 +42,8 @@ def graph_text(name_or_path: str | Path) -> tuple[str, str]:
             raise FileNotFoundError(f"graph file {path} does not exist")
         return read_yaml_text(path, str(path)), str(path)
     name = str(name_or_path)
-    resource = resources.files("compose.graphs").joinpath(f"{name}.yaml")
-    if not resource.is_file():
+    resource = shipped_graph_file(name)
+    if resource is None:
         raise FileNotFoundError(
             f"no graph named {name!r}; shipped graphs: {', '.join(shipped_graphs())}"
         )
