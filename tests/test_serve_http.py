@@ -146,3 +146,22 @@ def test_concurrent_clients_each_get_their_own_complete_answer(demo_index):
     for question, output in answers:
         assert output["answer"] == question.split()[-1].rstrip("?")
         assert output["citations"] == [output["passages"][0]["id"]]
+
+
+def test_a_prompt_that_overflows_once_passages_are_added_is_422_not_500(demo_index):
+    # 256 tokens (the least allowed) hold the question, not the question with its passages.
+    small = load_graph("naive_rag", index=demo_index, overrides=["generator.n_ctx=256"])
+    with serving(create_app([small], timeout_s=120)) as url:
+        reply = httpx.post(f"{url}/graphs/naive_rag/invoke",
+                           json={"question": "Who invented the kelp-oil lamp?"}, timeout=120)
+        chat = httpx.post(f"{url}/v1/chat/completions", timeout=120, json={
+            "model": "naive_rag",
+            "messages": [{"role": "user", "content": "Who invented the kelp-oil lamp?"}]})
+    assert chat.status_code == 400, chat.text
+    assert chat.json()["error"]["code"] == "context_length_exceeded"
+    assert reply.status_code == 422, reply.text
+    detail = reply.json()["detail"][0]
+    assert detail["type"] == "too_long_for_context"
+    limit = small.runtime.generator.context_size()
+    assert detail["ctx"]["context_tokens"] == limit and detail["ctx"]["tokens"] > limit
+    assert "node 'answer'" in detail["msg"] and "passages" in detail["msg"]

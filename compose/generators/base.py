@@ -70,6 +70,18 @@ class GenerationError(RuntimeError):
     """A backend failed or returned something unusable."""
 
 
+class ContextOverflowError(GenerationError):
+    """The prompt does not fit in the backend's context window: the input is at fault, not
+    the backend, so a server answers it as a client error rather than a failure.
+    ``tokens`` and ``limit`` are None when the backend does not say."""
+
+    def __init__(self, message: str, *, tokens: int | None = None,
+                 limit: int | None = None) -> None:
+        super().__init__(message)
+        self.tokens = tokens
+        self.limit = limit
+
+
 @runtime_checkable
 class Generator(Protocol):
     """What a backend provides. ``model_id`` is part of every cache key."""

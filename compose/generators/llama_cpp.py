@@ -35,6 +35,7 @@ from contextlib import contextmanager, nullcontext
 from compose.config import GeneratorConfig
 from compose.generators.adapters import refused_by_llama, resolve_adapter
 from compose.generators.base import (
+    ContextOverflowError,
     Generation,
     GenerationError,
     Message,
@@ -190,8 +191,9 @@ class LlamaCppGenerator:
             try:
                 with _sampled_tokens(self.llama, stream) if stream else nullcontext():
                     response = self.llama.create_chat_completion(**kwargs)
-            except ValueError as exc:  # prompt longer than the context window, for one
-                raise GenerationError(f"llama.cpp: {exc}") from exc
+            except ValueError as exc:  # the prompt is longer than the context window
+                raise ContextOverflowError(f"llama.cpp: {exc}",
+                                           limit=self.llama.n_ctx()) from exc
             generation = generation_from_chat_response(
                 response,
                 latency_s=time.perf_counter() - started,

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compose.generators.base import GenerationError, Message, TextStream
+from compose.generators.base import ContextOverflowError, GenerationError, Message, TextStream
 
 
 class ChatTemplate:
@@ -118,8 +118,9 @@ def greedy_decode(llama, prompt: list[int], *, schema: dict | None, max_tokens: 
 
     n_ctx = llama.n_ctx()
     if len(prompt) >= n_ctx:
-        raise GenerationError(f"llama.cpp: the prompt has {len(prompt)} tokens, more than the "
-                              f"context window of {n_ctx} (raise generator.n_ctx)")
+        raise ContextOverflowError(
+            f"llama.cpp: the prompt has {len(prompt)} tokens, more than the context window of "
+            f"{n_ctx} (raise generator.n_ctx)", tokens=len(prompt), limit=n_ctx)
     budget = min(max_tokens, n_ctx - len(prompt))
     cached = _reuse_prefix(llama, prompt)
     llama.eval(prompt[cached:])

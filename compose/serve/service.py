@@ -8,7 +8,10 @@ interleave retrieval and wait only for the model.
 A request whose text cannot fit in the model's context window is refused before the graph
 runs (:class:`InputTooLongError`), instead of failing in the first node that prompts the
 model. The check counts the request's text with the model's own tokenizer; it applies to
-graphs with a node answered by the model, with a backend that reports its context size.
+graphs with a node answered by the model, with a backend that reports its context size. A
+request that fits but whose prompt overflows once the graph adds to it (the passages) is
+still the input's size: it fails as :class:`PromptTooLongError`, a kind of
+:class:`InputTooLongError`, so servers answer both as client errors.
 
 A deadline cannot stop a Python thread: when a request times out its caller gets the error
 at once, while the run finishes in the background and its result is discarded (the model
@@ -33,7 +36,8 @@ from pydantic import BaseModel, Field, create_model
 from pydantic_core import to_jsonable_python
 
 from compose.api import ComposeGraph
-from compose.generators.base import context_size
+from compose.generators.base import ContextOverflowError, context_size
+from compose.graph.compiler import NodeError
 from compose.graph.io import graph_io_models
 from compose.module import LLMModule
 from compose.registry import get_module
@@ -55,6 +59,24 @@ class InputTooLongError(ValueError):
         super().__init__(f"{named} {tokens:,} tokens; the model's context holds {limit:,} "
                          "tokens for prompt and answer together (generator.n_ctx): shorten "
                          "the text")
+
+
+class PromptTooLongError(InputTooLongError):
+    """The request's text fit, but a prompt the graph built from it did not: the question
+    with its retrieved passages, say. Still the input's size, so still a client error."""
+
+    def __init__(self, node: str, fields: list[str], tokens: int | None,
+                 limit: int | None) -> None:
+        self.node = node
+        self.fields = fields
+        self.tokens = tokens
+        self.limit = limit
+        size = f"{tokens:,} tokens" if tokens is not None else "longer than the context"
+        holds = f"{limit:,} tokens" if limit is not None else "less"
+        ValueError.__init__(
+            self, f"node {node!r}: its prompt (the request with what the graph added to it, "
+            f"such as passages) is {size}; the model's context holds {holds} for prompt and "
+            "answer together (generator.n_ctx): shorten the text")
 
 
 class RunResult(BaseModel):
@@ -100,7 +122,15 @@ class GraphService:
 
     def _run(self, request: BaseModel) -> dict[str, Any]:
         self.check_length(request)
-        return self.graph.invoke(request.model_dump())
+        try:
+            return self.graph.invoke(request.model_dump())
+        except NodeError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ContextOverflowError):
+                texts = [name for name, value in request.model_dump().items()
+                         if isinstance(value, str)]
+                raise PromptTooLongError(exc.node, texts, cause.tokens, cause.limit) from exc
+            raise
 
     def _outputs(self, state: dict[str, Any]) -> dict[str, Any]:
         validated = self.Response.model_validate(self.graph.outputs(state))
