@@ -125,8 +125,8 @@ def worker_moi(args) -> dict:
     from compose.corpora.demo import demo_index, load_demo
     from compose.generators.factory import get_generator
     from compose.modules.answer import Answer
-    from compose.modules.moi import MoiRerank
-    from compose.moi.proposals import propose
+    from compose.modules.moi.proposals import propose
+    from compose.modules.moi.rerank import MoiRerank
     from compose.retrieval.index import LoadedIndex
     from compose.retrieval.retriever import Retriever
 
@@ -224,7 +224,7 @@ def first_call(self, *args, **kwargs):
     backend.LlamaCppGenerator.generate = original
     return original(self, *args, **kwargs)
 backend.LlamaCppGenerator.generate = first_call
-from compose.cli import app
+from compose.cli.main import app
 app(["run", "naive_rag", "-q", "Who invented the kelp-oil lamp?"])
 """
 

@@ -26,9 +26,9 @@ from rich.table import Table
 
 from compose.eval.metrics import exact_match, token_f1
 from compose.generators.models import resolve_gguf
-from compose.moi.aggregate import estimate_utilities
-from compose.moi.positions import PositionStore
-from compose.moi.signals import majority_answer, score_passes
+from compose.modules.moi.aggregate import estimate_utilities
+from compose.modules.moi.positions import PositionStore
+from compose.modules.moi.signals import majority_answer, score_passes
 
 SIGNALS = ("logprob", "consistency", "oracle")
 

@@ -27,7 +27,7 @@ from compose.corpora.benchmarks import load_benchmark
 from compose.corpus import Passage, QAItem
 from compose.eval.metrics import exact_match, normalize_answer, token_f1
 from compose.modules.answer import Answer
-from compose.modules.moi import MoiRerank
+from compose.modules.moi.rerank import MoiRerank
 from compose.retrieval.store import ensure_index
 from compose.runtime import Runtime
 

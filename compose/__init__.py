@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from compose.api import load_graph
-    from compose.module import LLMModule, Module, ModuleContext, PromptTemplate
+    from compose.module import LLMModule, Module, PromptTemplate
     from compose.registry import get_module, list_modules, register
+    from compose.runtime import ModuleContext
 
 _HOMES = {
     "LLMModule": "compose.module",
     "Module": "compose.module",
-    "ModuleContext": "compose.module",
+    "ModuleContext": "compose.runtime",
     "PromptTemplate": "compose.module",
     "get_module": "compose.registry",
     "list_modules": "compose.registry",

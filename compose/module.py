@@ -14,41 +14,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from compose.generators.base import Generation, Message
-from compose.streaming import TokenSink
-from compose.structured import generate_structured
+from compose.generators.base import Message
+from compose.runtime import COST_FIELDS, ModuleContext
 
 
 class NoParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class CallStats(BaseModel):
-    """What one module call cost; the trace and the eval tables are built from these."""
-
-    llm_calls: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    generator_s: float = 0.0
-    retriever_s: float = 0.0
-    parse_retries: int = 0
-    cache_hit: bool = False
-
-    def add_generation(self, generation: Generation) -> None:
-        self.llm_calls += 1
-        self.tokens_in += generation.tokens_in
-        self.tokens_out += generation.tokens_out
-        self.generator_s += generation.latency_s
-
-
-COST_FIELDS = ("llm_calls", "tokens_in", "tokens_out", "parse_retries")
 CACHE_FORMAT = 2  # bump when the stored value's shape changes
 
 
@@ -64,71 +42,6 @@ class PromptTemplate(BaseModel):
             Message(role="system", content=self.system.format(**fields)),
             Message(role="user", content=self.user.format(**fields)),
         ]
-
-
-class ModuleContext:
-    """Per-call access to the shared runtime (generator, retriever, cache) plus cost stats.
-
-    ``wrap_generator`` sees every generator call the module makes: a traced graph node passes
-    one that makes each call a span (``compose.telemetry``). ``tokens`` is set for a graph
-    node that writes the final answer while the run streams tokens: structured calls that
-    name a ``stream_field`` then stream that field into it (``compose.streaming``)."""
-
-    def __init__(self, runtime=None, *,
-                 wrap_generator: Callable[[Any], Any] | None = None,
-                 tokens: TokenSink | None = None) -> None:
-        if runtime is None:
-            from compose.runtime import Runtime
-
-            runtime = Runtime.default()
-        self.runtime = runtime
-        self.stats = CallStats()
-        self.wrap_generator = wrap_generator
-        self.tokens = tokens
-
-    def fresh(self) -> ModuleContext:
-        return ModuleContext(self.runtime, wrap_generator=self.wrap_generator,
-                             tokens=self.tokens)
-
-    @property
-    def generator(self):
-        generator = self.runtime.generator
-        return generator if self.wrap_generator is None else self.wrap_generator(generator)
-
-    @property
-    def retriever(self):
-        return self.runtime.retriever
-
-    def generate(self, messages: list[Message], **kwargs: Any) -> Generation:
-        generation = self.generator.generate(messages, **kwargs)
-        self.stats.add_generation(generation)
-        return generation
-
-    def generate_structured(
-        self, messages: list[Message], output_model: type[BaseModel], *, max_tokens: int,
-        stream_field: str | None = None,
-    ) -> tuple[BaseModel, Generation]:
-        """A schema-valid reply; ``stream_field`` names the emitted string field that holds
-        the answer, streamed as it is generated when this context streams tokens."""
-        sink = self.tokens if stream_field is not None else None
-        parsed, generation, retries = generate_structured(
-            self.generator,
-            messages,
-            output_model,
-            max_tokens=max_tokens,
-            max_retries=self.runtime.config.generator.max_parse_retries,
-            on_generation=self.stats.add_generation,
-            stream_to=(lambda: sink.attempt(stream_field)) if sink is not None else None,
-        )
-        self.stats.parse_retries += retries
-        return parsed, generation
-
-    def retrieve(self, query: str, *, k: int, mode: str | None = None):
-        started = time.perf_counter()
-        try:
-            return self.retriever.search(query, k=k, mode=mode)
-        finally:
-            self.stats.retriever_s += time.perf_counter() - started
 
 
 class Module(ABC):

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from compose.corpus import write_jsonl
-from compose.module import CallStats
+from compose.runtime import CallStats
 
 
 class TraceEvent(CallStats):

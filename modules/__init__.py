@@ -17,7 +17,7 @@ BUILTIN: dict[str, str] = {
     "interpret": "dtv",
     "keep_verified": "interpretation_checks",
     "list_interpretations": "interpretation",
-    "moi_rerank": "moi",
+    "moi_rerank": "moi.rerank",
     "next_hop": "hops",
     "next_interpretation": "dtv",
     "record_hop": "hops",

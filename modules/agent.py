@@ -27,8 +27,9 @@ import json
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from compose.module import LLMModule, ModuleContext, PromptTemplate
+from compose.module import LLMModule, PromptTemplate
 from compose.registry import register
+from compose.runtime import ModuleContext
 from compose.tools.parse import Decision, decision_schema, parse_decision
 from compose.tools.registry import check_tool_names, get_tool
 from compose.tools.steps import AgentStep

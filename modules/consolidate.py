@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from compose.module import Module, ModuleContext
+from compose.module import Module
 from compose.modules.interpretation import Interpretation
 from compose.registry import register
 from compose.retrieval.encoder import DEFAULT_ENCODER, embed
+from compose.runtime import ModuleContext
 
 if TYPE_CHECKING:
     import numpy as np

@@ -16,8 +16,9 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from compose.module import LLMModule, ModuleContext, PromptTemplate
+from compose.module import LLMModule, PromptTemplate
 from compose.registry import register
+from compose.runtime import ModuleContext
 
 PLACEHOLDER = re.compile(r"#(\d+)")
 

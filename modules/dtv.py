@@ -19,9 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from compose.corpus import Passage
 from compose.eval.metrics import normalize_answer
-from compose.module import LLMModule, Module, ModuleContext, PromptTemplate
+from compose.module import LLMModule, Module, PromptTemplate
 from compose.modules.interpretation import Interpretation
 from compose.registry import register
+from compose.runtime import ModuleContext
 
 
 class InterpretInput(BaseModel):

@@ -14,8 +14,9 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from compose.corpus import Passage
-from compose.module import Module, ModuleContext
+from compose.module import Module
 from compose.registry import register
+from compose.runtime import ModuleContext
 
 
 class HopFields(BaseModel):

@@ -18,9 +18,10 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from compose.corpus import Passage
-from compose.module import Module, ModuleContext
+from compose.module import Module
 from compose.modules.answer import UNKNOWN
 from compose.registry import register
+from compose.runtime import ModuleContext
 
 
 class Interpretation(BaseModel):

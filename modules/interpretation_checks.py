@@ -19,10 +19,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from compose.module import Module, ModuleContext
+from compose.module import Module
 from compose.modules.interpretation import Interpretation
 from compose.modules.verify import Verify
 from compose.registry import register
+from compose.runtime import ModuleContext
 
 
 class KeepVerifiedInput(BaseModel):

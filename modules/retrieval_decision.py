@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from compose.module import LLMModule, ModuleContext, PromptTemplate
+from compose.module import LLMModule, PromptTemplate
 from compose.modules.decompose import AnsweredHop
 from compose.registry import register
+from compose.runtime import ModuleContext
 
 
 class DecisionInput(BaseModel):

@@ -13,8 +13,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from compose.corpus import ScoredPassage
-from compose.module import Module, ModuleContext
+from compose.module import Module
 from compose.registry import register
+from compose.runtime import ModuleContext
 
 
 class RetrieveInput(BaseModel):

@@ -15,8 +15,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from compose.module import LLMModule, ModuleContext, PromptTemplate
+from compose.module import LLMModule, PromptTemplate
 from compose.registry import register
+from compose.runtime import ModuleContext
 
 
 class RewriteInput(BaseModel):

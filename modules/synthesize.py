@@ -26,10 +26,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from compose.corpus import Passage
-from compose.module import LLMModule, ModuleContext, PromptTemplate
+from compose.module import LLMModule, PromptTemplate
 from compose.modules.answer import UNKNOWN, Answer
 from compose.modules.hops import Hop
 from compose.registry import register
+from compose.runtime import ModuleContext
 
 
 class SynthesizeInput(BaseModel):

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from compose.module import Module, ModuleContext
+from compose.module import Module
 from compose.modules import agent  # noqa: F401  (registers agent_step)
 from compose.registry import register
+from compose.runtime import ModuleContext
 from compose.tools.execute import cap_text, execute_call
 from compose.tools.parse import Decision
 from compose.tools.registry import check_tool_names

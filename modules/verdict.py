@@ -39,12 +39,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from compose.corpus import Passage
 from compose.eval.metrics import normalize_answer
-from compose.module import COST_FIELDS, LLMModule, Module, ModuleContext, PromptTemplate
+from compose.module import LLMModule, Module, PromptTemplate
 from compose.modules import consolidate, dtv, interpretation_checks  # noqa: F401 (registers)
 from compose.modules.answer import UNKNOWN
 from compose.modules.interpretation import Interpretation
 from compose.registry import register
 from compose.retrieval.encoder import DEFAULT_ENCODER, embed, passage_text
+from compose.runtime import COST_FIELDS, ModuleContext
 from compose.structured import StructuredOutputError
 
 ABSTAIN = "null"

@@ -17,9 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from compose.corpus import Passage
 from compose.eval.metrics import normalize_answer
-from compose.module import LLMModule, ModuleContext, PromptTemplate
+from compose.module import LLMModule, PromptTemplate
 from compose.modules.answer import UNKNOWN, format_passages
 from compose.registry import register
+from compose.runtime import ModuleContext
 
 
 class VerifyInput(BaseModel):

@@ -8,7 +8,7 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from compose.cli import app
+from compose.cli.main import app
 
 runner = CliRunner()
 

@@ -27,7 +27,7 @@ HEAVY = ("langgraph", "langchain_core", "langsmith", "torch", "numpy", "scipy", 
 REPORT = """
 import json, sys
 from typer.testing import CliRunner
-from compose.cli import app
+from compose.cli.main import app
 codes = {}
 for command in COMMANDS:
     codes[" ".join(command)] = CliRunner().invoke(app, command).exit_code
@@ -62,7 +62,7 @@ def test_quick_commands_succeed_without_heavy_libraries(command):
 
 def test_help_imports_not_even_pydantic():
     # (running any command does: typer builds pydantic validators for its parameters)
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom compose.cli import app\n"
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom compose.cli.main import app\n"
             "assert CliRunner().invoke(app, ['--help']).exit_code == 0\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pydantic'))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -73,7 +73,7 @@ def test_help_imports_not_even_pydantic():
 def test_graphs_prints_each_shipped_graphs_own_description():
     from typer.testing import CliRunner
 
-    from compose.cli import app
+    from compose.cli.main import app
     from compose.graph.load import load_spec, shipped_graphs
 
     listed = CliRunner().invoke(app, ["graphs"], terminal_width=10_000).stdout
@@ -115,16 +115,16 @@ def test_the_builtin_table_names_exactly_what_each_file_registers():
 
 
 def test_moi_params_offer_exactly_the_proposal_strategies():
-    from compose.modules.moi import MoiParams
-    from compose.moi.proposals import Strategy
+    from compose.modules.moi.proposals import Strategy
+    from compose.modules.moi.rerank import MoiParams
 
     assert typing.get_args(MoiParams.model_fields["strategy"].annotation) == typing.get_args(
         Strategy)
 
 
 def test_moi_store_help_names_the_real_default():
-    from compose.moi.positions import DEFAULT_STORE
-    from compose.moi_cli import StoreOption
+    from compose.cli.moi import StoreOption
+    from compose.modules.moi.positions import DEFAULT_STORE
 
     shown = re.search(r"\(default (.+)\)", typing.get_args(StoreOption)[1].help)
     assert shown and Path(shown.group(1)).expanduser() == DEFAULT_STORE

@@ -299,8 +299,8 @@ def test_iterative_baseline_gives_up_after_two_extra_rounds(demo_index):
 def test_trace_tree_shows_hops_retries_and_verdicts(demo_index, tmp_path):
     from rich.console import Console
 
+    from compose.cli.trace_view import read_trace, trace_tree
     from compose.trace import write_trace
-    from compose.trace_view import read_trace, trace_tree
 
     script = Script(
         decompose={"sub_questions": ["Who designed the Velmora Bridge?"]},

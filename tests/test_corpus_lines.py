@@ -217,7 +217,7 @@ def test_a_corpus_without_an_indexable_word_is_refused_before_embedding(tmp_path
 def test_index_build_skip_bad_lines_reports_each_and_builds_from_the_rest(tmp_path):
     from typer.testing import CliRunner
 
-    from compose.cli import app
+    from compose.cli.main import app
 
     corpus = tmp_path / "c.jsonl"
     corpus.write_text('{"id": "a", "title": "A", "text": "Alpha lamps burn kelp oil."}\n'

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from compose.api import load_graph
-from compose.cli import app
+from compose.cli.main import app
 from compose.corpus import Passage
 from compose.eval import runner
 from compose.eval.results_file import (

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from compose.api import load_graph
-from compose.cli import app
+from compose.cli.main import app
 from compose.durable import ThreadBusyError, holding_thread, sqlite_checkpointer
 from tests.conftest import retry_spec, scripted_runtime
 

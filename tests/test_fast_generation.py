@@ -25,8 +25,8 @@ from compose.generators.fast_gguf import (
     slow_type_hint,
 )
 from compose.generators.models import resolve_gguf
-from compose.modules.moi import MoiRerank
-from compose.moi.proposals import propose
+from compose.modules.moi.proposals import propose
+from compose.modules.moi.rerank import MoiRerank
 
 FILE_TYPES = {"bf16": 32, "q8_0": 7}  # general.file_type (llama_ftype)
 

@@ -12,8 +12,8 @@ Sources of the worked examples:
 - Units: SI conversion factors of Young DS, Ann Intern Med 1987;106:114-29 (AMA Manual of
   Style table): glucose 90 mg/dL = 5.0 mmol/L, cholesterol 200 mg/dL = 5.18 mmol/L,
   creatinine 1.0 mg/dL = 88.4 umol/L.
-- Extreme real patients: the records cited beside the bounds in compose.tools.calculators and
-  compose.tools.lab_units (Wadlow 2.72 m, Minnoch 635 kg, Calment 122 y, creatinine
+- Extreme real patients: the records cited beside the bounds in compose.modules.medical.calculators and
+  compose.modules.medical.lab_units (Wadlow 2.72 m, Minnoch 635 kg, Calment 122 y, creatinine
   73.8 mg/dL = 6,524 umol/L, glucose 5,600 mg/dL and 147.6 mmol/L, haemoglobin 2 g/dL).
 """
 
@@ -24,7 +24,7 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from compose.tools.calculators import (
+from compose.modules.medical.calculators import (
     CreatinineClearanceResult,
     bmi,
     cha2ds2_vasc,
@@ -32,8 +32,8 @@ from compose.tools.calculators import (
     egfr_ckd_epi_2021,
     kdigo_stage,
 )
+from compose.modules.medical.lab_units import ConversionResult, convert_lab_unit
 from compose.tools.execute import ToolCall, execute_call
-from compose.tools.lab_units import ConversionResult, convert_lab_unit
 
 
 def test_bmi_cdc_worked_example_and_who_categories():

@@ -12,24 +12,24 @@ import pytest
 from typer.testing import CliRunner
 
 from compose.api import load_graph
+from compose.cli.moi import moi_app
 from compose.config import RetrieverConfig, RuntimeConfig
 from compose.corpus import ScoredPassage
 from compose.generators.base import Generation
 from compose.generators.llama_cpp import reused_prefix
 from compose.graph.load import load_spec
 from compose.modules.answer import Answer, AnswerInput
-from compose.modules.moi import MoiRerank
-from compose.moi.aggregate import (
+from compose.modules.moi.aggregate import (
     design_matrix,
     estimate_utilities,
     fit_slot_weights,
     measured_mask,
     place,
 )
-from compose.moi.positions import PositionStore, default_weights
-from compose.moi.proposals import propose
-from compose.moi.signals import majority_answer, score_passes
-from compose.moi_cli import moi_app
+from compose.modules.moi.positions import PositionStore, default_weights
+from compose.modules.moi.proposals import propose
+from compose.modules.moi.rerank import MoiRerank
+from compose.modules.moi.signals import majority_answer, score_passes
 from compose.runtime import Runtime
 
 # ---------------------------------------------------------------- proposals
@@ -377,7 +377,7 @@ def test_moi_switches_into_compose_rag_by_override():
 
 
 def test_trace_view_summarises_a_rerank_event():
-    from compose.trace_view import summarize_event
+    from compose.cli.trace_view import summarize_event
 
     passages = [{"id": "p2", "title": "Second"}, {"id": "p1", "title": "First"}]
     event = {"node": "rerank", "module": "moi_rerank", "latency_s": 1.0, "llm_calls": 2,

@@ -11,11 +11,11 @@ import llama_cpp
 import pytest
 from typer.testing import CliRunner
 
+from compose.cli.moi import moi_app
 from compose.modules.answer import Answer
-from compose.modules.moi import MoiRerank
+from compose.modules.moi.explore import explore
+from compose.modules.moi.rerank import MoiRerank
 from compose.modules.retrieve import Retrieve
-from compose.moi.explore import explore
-from compose.moi_cli import moi_app
 
 QUESTION = "In which town was the designer of the Velmora Bridge born?"
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from compose.api import load_graph
-from compose.cli import app
+from compose.cli.main import app
 from compose.registry import list_modules
 from compose.runtime import NotConfiguredError, Runtime
 from tests.conftest import retry_spec

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from compose.api import load_graph
-from compose.cli_stream import run_streaming
+from compose.cli.stream import run_streaming
 from compose.config import CacheConfig, GeneratorConfig, RetrieverConfig, RuntimeConfig
 from compose.corpora.demo import load_demo
 from compose.generators.base import GenerationError, Message, TextStream

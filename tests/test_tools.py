@@ -13,10 +13,9 @@ import pytest
 from pydantic import BaseModel, Field
 
 from compose.config import RetrieverConfig, RuntimeConfig
-from compose.module import ModuleContext
-from compose.runtime import Runtime
+from compose.graph_tool import graph_tool
+from compose.runtime import ModuleContext, Runtime
 from compose.tools.execute import ToolCall, cap_text, execute_call
-from compose.tools.graph_tool import graph_tool
 from compose.tools.parse import decision_schema, parse_decision
 from compose.tools.registry import check_tool_names, get_tool, list_tools, tool
 from tests.conftest import scripted_runtime

@@ -11,8 +11,7 @@ import math
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from compose.modules.tools import ExecuteTool
-from compose.tools.calculators import (
+from compose.modules.medical.calculators import (
     ADULT_AGE_YEARS,
     ADULT_WEIGHT_KG,
     BMI_KG_M2,
@@ -20,8 +19,9 @@ from compose.tools.calculators import (
     HEIGHT_M,
     WEIGHT_KG,
 )
+from compose.modules.medical.lab_units import CONVERSIONS, plausible_range
+from compose.modules.tools import ExecuteTool
 from compose.tools.execute import Observation, ToolCall, execute_call
-from compose.tools.lab_units import CONVERSIONS, plausible_range
 from compose.tools.parse import Decision, parse_decision
 from compose.tools.registry import tool
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from compose.module import ModuleContext
 from compose.registry import get_module
+from compose.runtime import ModuleContext
 from compose.tune.dataset import Recipe, build_dataset, read_examples
 from compose.tune.example import ModuleCase, render_example
 from compose.tune.sources import SOURCES, window
@@ -164,7 +164,7 @@ def test_bootstrap_refuses_evaluation_splits():
 def test_cli_build_data_with_a_recipe_file_and_a_missing_directory(tmp_path):
     from typer.testing import CliRunner
 
-    from compose.cli import app
+    from compose.cli.main import app
 
     recipe = tmp_path / "recipe.json"
     recipe.write_text(Recipe(caps={"strategyqa": {"decompose": 12}}).model_dump_json())

@@ -26,9 +26,8 @@ from langgraph.graph import START, StateGraph
 
 from compose.graph.spec import END, EdgeSpec, GraphSpec
 from compose.graph.validate import successors, written_fields
-from compose.module import ModuleContext
 from compose.registry import get_module
-from compose.runtime import Runtime
+from compose.runtime import ModuleContext, Runtime
 from compose.streaming import TokenSink, tokens_requested
 from compose.telemetry import GraphTracing, graph_tracing, params_hash, record_node
 from compose.trace import TraceEvent

@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_core import to_jsonable_python
 
-from compose.module import ModuleContext
+from compose.runtime import ModuleContext
 from compose.tools.registry import Tool, get_tool
 
 

@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from compose.lookup import lookup
-from compose.module import ModuleContext
+from compose.runtime import ModuleContext
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_RESULT_CHARS = 2000
@@ -132,7 +132,7 @@ def tool(
 
 
 def _load_builtin() -> None:
-    from compose.tools import medical  # noqa: F401  (registers the built-in tools)
+    from compose.modules import medical  # noqa: F401  (registers the built-in tools)
 
 
 def get_tool(name: str) -> Tool:

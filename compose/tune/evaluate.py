@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from compose.config import GeneratorConfig, RuntimeConfig
 from compose.eval.metrics import exact_match, normalize_answer, token_f1
-from compose.module import ModuleContext
+from compose.runtime import ModuleContext
 from compose.structured import StructuredOutputError
 from compose.tune.dataset import read_examples
 from compose.tune.example import TrainingExample, build_module

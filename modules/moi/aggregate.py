@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from compose.moi.positions import default_weights
+from compose.modules.moi.positions import default_weights
 
 
 def slot_matrix(orders: Sequence[Sequence[int]]) -> np.ndarray:

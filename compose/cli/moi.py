@@ -21,7 +21,7 @@ import typer
 
 moi_app = typer.Typer(help="Mixture-of-Intervention re-ranking: slot weights per model.",
                       no_args_is_help=True)
-# The default is spelled out, not read from compose.moi.positions.DEFAULT_STORE: that module
+# The default is spelled out, not read from compose.modules.moi.positions.DEFAULT_STORE: that module
 # imports numpy, which every `composerag` start-up would pay for to print this help text
 # (tests/test_cli_startup.py checks the two agree).
 StoreOption = Annotated[Path | None, typer.Option(
@@ -53,10 +53,10 @@ def fit_positions(
 
     from compose.config import GeneratorConfig, RetrieverConfig, RuntimeConfig
     from compose.corpora.benchmarks import load_benchmark
-    from compose.modules.moi import MoiRerank
-    from compose.moi.aggregate import fit_slot_weights
-    from compose.moi.fit import collect_samples, informative
-    from compose.moi.positions import PositionStore
+    from compose.modules.moi.aggregate import fit_slot_weights
+    from compose.modules.moi.fit import collect_samples, informative
+    from compose.modules.moi.positions import PositionStore
+    from compose.modules.moi.rerank import MoiRerank
     from compose.retrieval.store import ensure_index
     from compose.runtime import Runtime
 
@@ -96,6 +96,6 @@ def fit_positions(
 @moi_app.command("show-positions")
 def show_positions(store: StoreOption = None) -> None:
     """Print the stored slot weights of every model."""
-    from compose.moi.positions import PositionStore
+    from compose.modules.moi.positions import PositionStore
 
     typer.echo(json.dumps(PositionStore(store).load(), indent=2))

@@ -19,9 +19,9 @@ import numpy as np
 from pydantic import BaseModel
 
 from compose.corpus import QAItem
+from compose.modules.moi.proposals import propose
+from compose.modules.moi.signals import score_passes
 from compose.modules.retrieve import Retrieve
-from compose.moi.proposals import propose
-from compose.moi.signals import score_passes
 
 
 class Sample(BaseModel):

@@ -1,4 +1,4 @@
-"""Clinical calculators as agent tools. NOT FOR CLINICAL USE (see compose.tools.medical).
+"""Clinical calculators as agent tools. NOT FOR CLINICAL USE (see compose.modules.medical).
 
 Each calculator implements one published formula, cited in its docstring, and is tested in
 ``tests/test_medical_calculators.py`` against worked examples. Argument bounds reject
@@ -11,7 +11,7 @@ Python calls (:func:`checked`), and the result models refuse a non-finite number
 
 Usage::
 
-    from compose.tools.calculators import bmi
+    from compose.modules.medical.calculators import bmi
     bmi(weight_kg=68, height_m=1.65).bmi  # 24.98
 """
 

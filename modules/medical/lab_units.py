@@ -8,7 +8,7 @@ value x factor.
 
 Usage::
 
-    from compose.tools.lab_units import convert_lab_unit
+    from compose.modules.medical.lab_units import convert_lab_unit
     convert_lab_unit(analyte="glucose", value=90, to="si").value  # 5.0 (mmol/L)
 """
 
@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationInfo
 
-from compose.tools.calculators import CREATININE_MG_DL, checked
+from compose.modules.medical.calculators import CREATININE_MG_DL, checked
 from compose.tools.registry import tool
 
 # analyte: (conventional unit, SI unit, factor such that SI = conventional x factor)
@@ -45,7 +45,7 @@ PLAUSIBLE: dict[str, tuple[float, float]] = {
     # severe hypertriglyceridaemia reported at 16,900 mg/dL (BMC Endocr Disord 2019,
     # doi:10.1186/s12902-019-0425-9); lipaemic samples are diluted before measuring
     "triglycerides": (1.0, 100_000.0),
-    "creatinine": CREATININE_MG_DL,  # see compose.tools.calculators
+    "creatinine": CREATININE_MG_DL,  # see compose.modules.medical.calculators
     # several times the few hundred mg/dL of the most uraemic patients
     "urea_nitrogen": (0.5, 1_000.0),
     # hypercalcaemic crisis begins at 14 mg/dL (StatPearls, "Resistant Hypercalcemia"); the

@@ -13,14 +13,14 @@ share a prefix whose KV state llama.cpp reuses; ``tokens_evaluated`` against
 the answer node's own prompt instead: a small model may answer much worse with the question
 first, and then the passes measure the wrong prompt. Slot weights come from
 ``composerag moi fit-positions`` (per model), else a primacy default - see
-``compose.moi.positions``. ``mode`` also provides the baselines the method is compared with:
+``compose.modules.moi.positions``. ``mode`` also provides the baselines the method is compared with:
 ``keep`` (the retrieval order), ``shuffle`` (one random order) and ``vote`` (the majority
 answer over the M orders is the final answer; graphs route past the answer node on
 ``voted``).
 
 Usage::
 
-    from compose.modules.moi import MoiRerank
+    from compose.modules.moi.rerank import MoiRerank
     out = MoiRerank(strategy="prior", m=2)({"question": "...", "passages": [...]}, ctx)
     out.passages, out.utilities, out.trials, out.tokens_evaluated
 """
@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from compose.corpus import ScoredPassage
 from compose.generators.factory import get_generator
-from compose.module import Module, ModuleContext, PromptTemplate
+from compose.module import Module, PromptTemplate
 from compose.modules.answer import (
     UNKNOWN,
     Answer,
@@ -42,18 +42,19 @@ from compose.modules.answer import (
     EmittedAnswer,
     format_passages,
 )
-from compose.moi.explore import ExplorePass, explore
-from compose.moi.signals import Signal, majority_answer, score_passes
+from compose.modules.moi.explore import ExplorePass, explore
+from compose.modules.moi.signals import Signal, majority_answer, score_passes
 from compose.registry import register
+from compose.runtime import ModuleContext
 
 if TYPE_CHECKING:
     import numpy as np
 
-# numpy and the compose.moi parts built on it (aggregate, positions, proposals) are imported
+# numpy and the compose.modules.moi parts built on it (aggregate, positions, proposals) are imported
 # where they are used: every built-in module is imported whenever a graph loads, `composerag
 # validate` and `graphs` included, and numpy alone is a fifth of their start-up.
 Strategy = Literal["cyclic", "random", "prior"]
-"""``compose.moi.proposals.Strategy``, restated so the params need no numpy
+"""``compose.modules.moi.proposals.Strategy``, restated so the params need no numpy
 (tests/test_cli_startup.py checks that the two agree)."""
 
 
@@ -138,7 +139,7 @@ class MoiRerank(Module):
     def cache_identity(self, ctx: ModuleContext) -> str:
         if self.params.mode in ("keep", "shuffle"):
             return ""
-        from compose.moi.positions import PositionStore
+        from compose.modules.moi.positions import PositionStore
 
         stored = PositionStore(self.params.weights_path).load()
         models = {ctx.generator.model_id, self.scorer(ctx).model_id}
@@ -191,9 +192,9 @@ class MoiRerank(Module):
     def run(self, inp: MoiInput, ctx: ModuleContext) -> MoiOutput:
         import numpy as np
 
-        from compose.moi.aggregate import estimate_utilities, place
-        from compose.moi.positions import PositionStore
-        from compose.moi.proposals import propose
+        from compose.modules.moi.aggregate import estimate_utilities, place
+        from compose.modules.moi.positions import PositionStore
+        from compose.modules.moi.proposals import propose
 
         passages, k = inp.passages, len(inp.passages)
         if self.params.mode == "keep" or k < 2:

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from compose.moi_cli import moi_app
+from compose.cli.moi import moi_app
 from compose.tune.cli import tune_app
 
 app = typer.Typer(help="Compose RAG and agent pipelines from atomic typed modules.",
@@ -161,7 +161,7 @@ def run(
     compiled = open_graph(graph, index, set_, cache, prefetch=True, **durability)
     try:
         if checkpoint is None and stream:
-            from compose.cli_stream import run_streaming
+            from compose.cli.stream import run_streaming
 
             state = run_streaming(compiled, {"question": question}, progress=err,
                                   tokens_to=sys.stderr if as_json else None)
@@ -407,7 +407,7 @@ def trace_show(
         None,
 ) -> None:
     """Render one run's chain (sub-questions, queries, passages, answers, verdicts, retries)."""
-    from compose.trace_view import read_trace, trace_tree
+    from compose.cli.trace_view import read_trace, trace_tree
 
     try:
         title, events = read_trace(path, run_id)
@@ -638,5 +638,3 @@ def serve(
                                  log_level="warning")).run()
 
 
-if __name__ == "__main__":
-    app()

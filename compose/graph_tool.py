@@ -7,7 +7,7 @@ stats, so evaluation tables count it.
 
 Usage::
 
-    from compose.tools.graph_tool import graph_tool
+    from compose.graph_tool import graph_tool
     graph_tool("naive_rag", name="rag_answer",
                description="Answer a question from the index with cited passages.")
     # then list rag_answer in an agent graph's tools: allow-list
@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from compose.module import ModuleContext
+from compose.runtime import ModuleContext
 from compose.tools.registry import Tool, get_tool, tool
 from compose.trace import totals
 

@@ -4,5 +4,5 @@
 a shared KV prefix, ``signals`` scores each exploratory answer, ``aggregate`` turns the scored
 orders into per-passage utilities and a new order (and fits slot weights), ``fit`` collects a
 development set's samples for that fit, and ``positions`` stores the per-model slot weights.
-The module itself is ``compose.modules.moi``; the CLI is ``compose.moi_cli``.
+The module itself is ``compose.modules.moi.rerank``; the CLI is ``compose.cli.moi``.
 """

@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from compose.module import ModuleContext
+from compose.runtime import ModuleContext
 from compose.tools.registry import tool
 
 MAX_HIT_CHARS = 500

@@ -6,10 +6,10 @@ research benchmarks (PubMedQA). They implement published formulas and are unit-t
 worked examples, but they are not validated medical devices and must not inform the care of
 any patient.
 
-Importing this module registers the tools (``compose.tools.calculators``,
-``compose.tools.lab_units``, ``compose.tools.evidence``).
+Importing this module registers the tools (``compose.modules.medical.calculators``,
+``compose.modules.medical.lab_units``, ``compose.modules.medical.evidence``).
 """
 
-from compose.tools import calculators, evidence, lab_units
+from compose.modules.medical import calculators, evidence, lab_units
 
 __all__ = ["calculators", "evidence", "lab_units"]
