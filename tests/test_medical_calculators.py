@@ -12,9 +12,10 @@ Sources of the worked examples:
 - Units: SI conversion factors of Young DS, Ann Intern Med 1987;106:114-29 (AMA Manual of
   Style table): glucose 90 mg/dL = 5.0 mmol/L, cholesterol 200 mg/dL = 5.18 mmol/L,
   creatinine 1.0 mg/dL = 88.4 umol/L.
-- Extreme real patients: the records cited beside the bounds in compose.modules.medical.calculators and
-  compose.modules.medical.lab_units (Wadlow 2.72 m, Minnoch 635 kg, Calment 122 y, creatinine
-  73.8 mg/dL = 6,524 umol/L, glucose 5,600 mg/dL and 147.6 mmol/L, haemoglobin 2 g/dL).
+- Extreme real patients: the records cited beside the bounds in
+  compose.modules.medical.calculators and compose.modules.medical.lab_units (Wadlow 2.72 m,
+  Minnoch 635 kg, Calment 122 y, creatinine 73.8 mg/dL = 6,524 umol/L, glucose 5,600 mg/dL
+  and 147.6 mmol/L, haemoglobin 2 g/dL).
 """
 
 from __future__ import annotations
