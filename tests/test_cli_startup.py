@@ -106,7 +106,8 @@ def test_the_builtin_table_names_exactly_what_each_file_registers():
 
     registered = {name: cls for name, cls in list_modules().items()
                   if cls.__module__.startswith("compose.modules.")}
-    assert {name: cls.__module__.rsplit(".", 1)[1] for name, cls in registered.items()} == BUILTIN
+    assert {name: cls.__module__.removeprefix("compose.modules.")
+            for name, cls in registered.items()} == BUILTIN
     for file in set(BUILTIN.values()):  # no file registers a module the table leaves out
         loaded = vars(import_module(f"compose.modules.{file}")).values()
         own = {v.name for v in loaded if isinstance(v, type) and issubclass(v, Module)
