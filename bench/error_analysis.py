@@ -25,12 +25,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from compose.eval.metrics import normalize_answer
+from compose.text import answer_in, answer_tokens
 
 
 def contains_gold(text: str, answers: list[str]) -> bool:
-    text = normalize_answer(text)
-    return any(normalize_answer(a) and normalize_answer(a) in text for a in answers)
+    return any(answer_in(a, text) for a in answers)
 
 
 STOPWORDS = frozenset({
@@ -41,7 +40,7 @@ STOPWORDS = frozenset({
 
 
 def content_words(text: str) -> set[str]:
-    return {w for w in normalize_answer(text).split() if len(w) > 2 and w not in STOPWORDS}
+    return {w for w in answer_tokens(text) if len(w) > 2 and w not in STOPWORDS}
 
 
 def attribute(record: dict, trace: list[dict]) -> str:

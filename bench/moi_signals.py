@@ -24,11 +24,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from compose.eval.metrics import exact_match, token_f1
 from compose.generators.models import resolve_gguf
 from compose.modules.moi.aggregate import estimate_utilities
 from compose.modules.moi.positions import PositionStore
 from compose.modules.moi.signals import majority_answer, score_passes
+from compose.text import exact_match, token_f1
 
 SIGNALS = ("logprob", "consistency", "oracle")
 

@@ -25,16 +25,15 @@ from rich.table import Table
 from compose.config import GeneratorConfig, RetrieverConfig, RuntimeConfig
 from compose.corpora.benchmarks import load_benchmark
 from compose.corpus import Passage, QAItem
-from compose.eval.metrics import exact_match, normalize_answer, token_f1
 from compose.modules.answer import Answer
 from compose.modules.moi.rerank import MoiRerank
 from compose.retrieval.store import ensure_index
 from compose.runtime import Runtime
+from compose.text import answer_in, exact_match, token_f1
 
 
 def hit(prediction: str, answers: list[str]) -> float:
-    text = normalize_answer(prediction)
-    return float(any(normalize_answer(a) and normalize_answer(a) in text for a in answers))
+    return float(any(answer_in(a, prediction) for a in answers))
 
 
 def gold_and_distractors(runtime: Runtime, item: QAItem, corpus: dict[str, Passage],

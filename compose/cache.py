@@ -222,7 +222,8 @@ class ModuleCache:
         with self._lock:
             if self._conn is None:
                 return 0
-            return self._conn.execute("SELECT COUNT(*) FROM module_cache").fetchone()[0]
+            count: int = self._conn.execute("SELECT COUNT(*) FROM module_cache").fetchone()[0]
+            return count
 
     def close(self) -> None:
         with self._lock:

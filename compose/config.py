@@ -7,10 +7,11 @@ GGUF file, on a transformers checkpoint or on an OpenAI-compatible server.
 
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_HOME = Path.home() / ".cache" / "composerag"
 
@@ -22,7 +23,9 @@ class StrictModel(BaseModel):
 
 
 class GeneratorConfig(StrictModel):
-    backend: Literal["llama_cpp", "transformers", "openai"] = "llama_cpp"
+    backend: str = Field(
+        default="llama_cpp", description="llama_cpp, transformers, openai, or a backend an "
+        "installed package registers (entry-point group composerag.backends).")
     model: str = Field(
         default="smollm2-135m",
         description="A name from the model registry, a GGUF file path, an HF directory, "
@@ -75,6 +78,18 @@ class GeneratorConfig(StrictModel):
         description="openai: how the schema is sent. 'json_schema' for OpenAI and vLLM, "
         "'json_object' (with an inline schema) for the llama.cpp Python server.",
     )
+
+    @field_validator("backend")
+    @classmethod
+    def _registered_backend(cls, name: str) -> str:
+        """A backend registered by the generators (read by name: they sit a layer above the
+        config) or by a plugin; nothing is imported for a known one."""
+        backends = import_module("compose.generators.factory").BACKENDS
+        try:
+            backends.check(name)
+        except KeyError as exc:
+            raise ValueError(f"{exc.args[0]} (known: {', '.join(backends.names())})") from None
+        return name
 
 
 EncoderRuntime = Literal["auto", "onnx", "torch"]

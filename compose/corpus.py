@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
@@ -59,7 +59,7 @@ class QAItem(BaseModel):
     question: str
     answers: list[str] = Field(default_factory=list)
     gold_ids: list[str] = Field(default_factory=list)
-    meta: dict = Field(default_factory=dict)
+    meta: dict[str, Any] = Field(default_factory=dict)
 
 
 class BenchmarkData(BaseModel):
@@ -119,7 +119,7 @@ def describe_validation(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_line(raw: bytes) -> dict | str:
+def parse_line(raw: bytes) -> dict[str, Any] | str:
     """The JSON object on one line, or why there is none."""
     try:
         text = raw.decode("utf-8")
@@ -136,7 +136,7 @@ def parse_line(raw: bytes) -> dict | str:
     return value
 
 
-def jsonl_values(path: str | Path) -> Iterator[tuple[int, dict | BadLine]]:
+def jsonl_values(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | BadLine]]:
     """(line number, object or :class:`BadLine`) for each non-blank line. Read as bytes, so
     that an undecodable line is one bad line with its number, not an error for the file."""
     with open(path, "rb") as handle:
@@ -163,7 +163,7 @@ def parse_records(path: str | Path,
             yield line_no, BadLine(str(path), line_no, describe_validation(error))
 
 
-def read_jsonl(path: str | Path) -> Iterator[dict]:
+def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
     """Yield JSON objects from a JSONL file; :class:`BadLineError` (file:line) on the first line
     that is not one."""
     for _, value in jsonl_values(path):
@@ -209,7 +209,7 @@ def load_questions(path: str | Path) -> list[QAItem]:
     return questions
 
 
-def write_jsonl(path: str | Path, records: Iterable[BaseModel | dict]) -> None:
+def write_jsonl(path: str | Path, records: Iterable[BaseModel | dict[str, Any]]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from pathlib import Path
@@ -82,7 +82,7 @@ class DurableSaver(SqliteSaver):
             finally:
                 _held_here.set(held)  # not reset(token): an async generator may close elsewhere
 
-    def _flock(self, thread_id: str, path: Path) -> AbstractContextManager:
+    def _flock(self, thread_id: str, path: Path) -> AbstractContextManager[None]:
         path.parent.mkdir(parents=True, exist_ok=True)
         return pid_lock(path, lambda holder: ThreadBusyError(
             f"thread {thread_id!r} of {self.path} is being run by PID {holder}"
@@ -102,11 +102,13 @@ def sqlite_checkpointer(path: str | Path) -> DurableSaver:
     return saver
 
 
-def holding_thread(checkpointer: object, thread_id: str | None) -> AbstractContextManager:
+def holding_thread(checkpointer: object,
+                   thread_id: str | None) -> AbstractContextManager[None]:
     """Hold ``thread_id`` for one run when the checkpointer can lock its threads (see
     :meth:`DurableSaver.hold`); a no-op without a thread id or for other checkpointers
     (LangGraph's in-memory saver lives in one process, whose caller orders its runs)."""
-    hold = getattr(checkpointer, "hold", None)
+    hold: Callable[[str], AbstractContextManager[None]] | None = getattr(
+        checkpointer, "hold", None)
     if thread_id is None or hold is None:
         return nullcontext()
     return hold(thread_id)

@@ -19,24 +19,27 @@ import threading
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
-from compose.runtime import ModuleContext
+from compose.runtime import ModuleContext, Runtime
 from compose.tools.registry import Tool, get_tool, tool
 from compose.trace import totals
 
+if TYPE_CHECKING:
+    from compose.api import ComposeGraph
 
-def graph_tool(graph: str | Path | Any, *, name: str, description: str,
+
+def graph_tool(graph: str | Path | ComposeGraph, *, name: str, description: str,
                outputs: Sequence[str] = ("answer", "citations"), timeout_s: float = 120.0,
                max_result_chars: int = 2000) -> Tool:
     """Register ``graph`` (a shipped name, a YAML path, or a loaded ``ComposeGraph``) as
     tool ``name``; returns the registered :class:`Tool`."""
-    loaded: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    loaded: weakref.WeakKeyDictionary[Runtime, ComposeGraph] = weakref.WeakKeyDictionary()
     lock = threading.Lock()
 
-    def graph_for(ctx: ModuleContext):
+    def graph_for(ctx: ModuleContext) -> ComposeGraph:
         if not isinstance(graph, str | Path):
             return graph
         from compose.api import load_graph

@@ -12,21 +12,23 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from functools import cached_property
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from functools import cached_property, partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
 from compose.cache import ModuleCache
 from compose.config import RuntimeConfig
-from compose.generators.base import Generation, Message
+from compose.corpus import ScoredPassage
+from compose.generators.base import Generation, Generator, Message
 from compose.generators.factory import get_generator
 from compose.streaming import TokenSink
 from compose.structured import generate_structured
 
-if TYPE_CHECKING:
-    from compose.graph.spec import GraphSpec
+if TYPE_CHECKING:  # the retriever's imports (FAISS, bm25s) load only for graphs that retrieve
+    from compose.retrieval.retriever import Retriever
+
+T = TypeVar("T")
 
 
 class NotConfiguredError(RuntimeError):
@@ -36,7 +38,8 @@ class NotConfiguredError(RuntimeError):
 class Runtime:
     _default: Runtime | None = None
 
-    def __init__(self, config: RuntimeConfig | None = None, *, generator=None, retriever=None):
+    def __init__(self, config: RuntimeConfig | None = None, *, generator: Generator | None = None,
+                 retriever: Retriever | None = None) -> None:
         self.config = config or RuntimeConfig()
         self._loading = {"generator": threading.Lock(), "retriever": threading.Lock()}
         if generator is not None:
@@ -51,22 +54,23 @@ class Runtime:
             cls._default = cls()
         return cls._default
 
-    def _shared(self, name: str, create: Callable[[], Any]) -> Any:
+    def _shared(self, name: str, create: Callable[[], T]) -> T:
         """Create a resource once, even when a prefetch thread and a node ask at once."""
         with self._loading[name]:
             if name not in self.__dict__:
                 self.__dict__[name] = create()
-            return self.__dict__[name]
+            resource: T = self.__dict__[name]
+            return resource
 
     @property
-    def generator(self):
+    def generator(self) -> Generator:
         return self._shared("generator", lambda: get_generator(self.config.generator))
 
     @property
-    def retriever(self):
+    def retriever(self) -> Retriever:
         return self._shared("retriever", self._open_retriever)
 
-    def _open_retriever(self):
+    def _open_retriever(self) -> Retriever:
         from compose.retrieval.retriever import open_retriever
 
         if not self.config.retriever.index:
@@ -103,18 +107,6 @@ class Runtime:
         return ModuleContext(self)
 
 
-def runtime_config(spec: GraphSpec, *, index: str | Path | None = None,
-                   cache: bool | None = None, cache_path: str | None = None) -> RuntimeConfig:
-    config = RuntimeConfig(generator=spec.generator, retriever=spec.retriever, cache=spec.cache)
-    if index is not None:
-        config.retriever = config.retriever.model_copy(update={"index": str(index)})
-    if cache is not None:
-        config.cache = config.cache.model_copy(update={"enabled": cache})
-    if cache_path is not None:
-        config.cache = config.cache.model_copy(update={"path": cache_path})
-    return config
-
-
 class CallStats(BaseModel):
     """What one module call cost; the trace and the eval tables are built from these."""
 
@@ -144,8 +136,8 @@ class ModuleContext:
     node that writes the final answer while the run streams tokens: structured calls that
     name a ``stream_field`` then stream that field into it (``compose.streaming``)."""
 
-    def __init__(self, runtime=None, *,
-                 wrap_generator: Callable[[Any], Any] | None = None,
+    def __init__(self, runtime: Runtime | None = None, *,
+                 wrap_generator: Callable[[Generator], Generator] | None = None,
                  tokens: TokenSink | None = None) -> None:
         if runtime is None:
             runtime = Runtime.default()
@@ -159,12 +151,12 @@ class ModuleContext:
                              tokens=self.tokens)
 
     @property
-    def generator(self):
+    def generator(self) -> Generator:
         generator = self.runtime.generator
         return generator if self.wrap_generator is None else self.wrap_generator(generator)
 
     @property
-    def retriever(self):
+    def retriever(self) -> Retriever:
         return self.runtime.retriever
 
     def generate(self, messages: list[Message], **kwargs: Any) -> Generation:
@@ -178,7 +170,8 @@ class ModuleContext:
     ) -> tuple[BaseModel, Generation]:
         """A schema-valid reply; ``stream_field`` names the emitted string field that holds
         the answer, streamed as it is generated when this context streams tokens."""
-        sink = self.tokens if stream_field is not None else None
+        stream_to = (partial(self.tokens.attempt, stream_field)
+                     if self.tokens is not None and stream_field is not None else None)
         parsed, generation, retries = generate_structured(
             self.generator,
             messages,
@@ -186,12 +179,12 @@ class ModuleContext:
             max_tokens=max_tokens,
             max_retries=self.runtime.config.generator.max_parse_retries,
             on_generation=self.stats.add_generation,
-            stream_to=(lambda: sink.attempt(stream_field)) if sink is not None else None,
+            stream_to=stream_to,
         )
         self.stats.parse_retries += retries
         return parsed, generation
 
-    def retrieve(self, query: str, *, k: int, mode: str | None = None):
+    def retrieve(self, query: str, *, k: int, mode: str | None = None) -> list[ScoredPassage]:
         started = time.perf_counter()
         try:
             return self.retriever.search(query, k=k, mode=mode)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -47,7 +48,7 @@ def extract_json(text: str) -> str:
     return text[start : end + 1]
 
 
-def _example_value(prop: dict, name: str):
+def _example_value(prop: dict[str, Any], name: str) -> object:
     kind = prop.get("type")
     if kind == "array":
         return [_example_value(prop.get("items", {}), name)]
@@ -62,7 +63,7 @@ def _example_value(prop: dict, name: str):
     return f"<{name}>"
 
 
-def schema_instruction(schema: dict) -> str:
+def schema_instruction(schema: dict[str, Any]) -> str:
     """Small models copy an example far better than they follow a JSON Schema (given the
     schema itself, they tend to echo it back), so the prompt shows an example object."""
     properties = schema.get("properties", {})
@@ -80,7 +81,7 @@ def generate_structured(
     *,
     max_tokens: int,
     max_retries: int,
-    on_generation=None,
+    on_generation: Callable[[Generation], object] | None = None,
     stream_to: Callable[[], Callable[[str], None]] | None = None,
 ) -> tuple[BaseModel, Generation, int]:
     """Return (parsed object, the generation that produced it, retries used)."""
@@ -93,7 +94,7 @@ def generate_structured(
     attempts: list[str] = []
     last_error = ""
     for attempt in range(max_retries + 1):
-        streaming = {"on_text": stream_to()} if stream_to is not None else {}
+        streaming: dict[str, Any] = {"on_text": stream_to()} if stream_to is not None else {}
         generation = generator.generate(
             convo,
             json_schema=schema if constrained else None,

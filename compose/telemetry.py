@@ -33,6 +33,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from uuid import UUID
+
     from opentelemetry.trace import Span, Tracer, TracerProvider
 
     from compose.config import GeneratorConfig
@@ -240,7 +242,8 @@ def _run_spans(tracer: Tracer, graph: str) -> Any:
             callbacks = (config or {}).get("callbacks")
             return self._contexts.get(getattr(callbacks, "parent_run_id", None))
 
-        def on_chain_start(self, serialized, inputs, *, run_id, parent_run_id=None,
+        def on_chain_start(self, serialized: dict[str, Any], inputs: dict[str, Any], *,
+                           run_id: UUID, parent_run_id: UUID | None = None,
                            **kwargs: Any) -> None:
             known = self._contexts.get(parent_run_id)
             if known is not None:
@@ -252,7 +255,7 @@ def _run_spans(tracer: Tracer, graph: str) -> Any:
             self._spans[run_id] = span
             self._contexts[run_id] = trace.set_span_in_context(span)
 
-        def on_chain_end(self, outputs, *, run_id, **kwargs: Any) -> None:
+        def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
             span = self._finish(run_id)
             if span is not None:
                 events = outputs.get("trace") if isinstance(outputs, dict) else None
@@ -260,7 +263,8 @@ def _run_spans(tracer: Tracer, graph: str) -> Any:
                     span.set_attributes(_run_totals(events))
                 span.end()
 
-        def on_chain_error(self, error, *, run_id, **kwargs: Any) -> None:
+        def on_chain_error(self, error: BaseException, *, run_id: UUID,
+                           **kwargs: Any) -> None:
             span = self._finish(run_id)
             if span is not None:
                 if not isinstance(error, GeneratorExit):  # a consumer stopped reading
@@ -269,7 +273,7 @@ def _run_spans(tracer: Tracer, graph: str) -> Any:
                                                              f"{error}"))
                 span.end()
 
-        def _finish(self, run_id) -> Span | None:
+        def _finish(self, run_id: UUID) -> Span | None:
             self._contexts.pop(run_id, None)
             return self._spans.pop(run_id, None)
 
@@ -316,7 +320,7 @@ class TracedGenerator:
         with self._tracer.start_as_current_span(f"chat {self._config.model}",
                                                 kind=SpanKind.CLIENT,
                                                 attributes=attributes) as span:
-            generation = self._inner.generate(messages, **kwargs)
+            generation: Generation = self._inner.generate(messages, **kwargs)
             span.set_attributes({
                 "gen_ai.response.model": generation.model,
                 "gen_ai.usage.input_tokens": generation.tokens_in,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from compose.generators.base import Generation, Message
 
@@ -19,7 +20,7 @@ PIECE_CHARS = 3
 class ScriptedGenerator:
     def __init__(
         self,
-        replies: Iterable[str | dict] | Callable[[list[Message]], str | dict],
+        replies: Iterable[str | dict[str, Any]] | Callable[[list[Message]], str | dict[str, Any]],
         *,
         supports_json_schema: bool = True,
         model_id: str = "scripted",
@@ -33,7 +34,7 @@ class ScriptedGenerator:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def generate(self, messages: list[Message], **kwargs) -> Generation:
+    def generate(self, messages: list[Message], **kwargs: Any) -> Generation:
         self.calls.append(list(messages))
         if self._reply_fn is not None:
             reply = self._reply_fn(messages)

@@ -37,7 +37,7 @@ class TraceTotals(BaseModel):
     node_latency_s: dict[str, float] = Field(default_factory=dict)
 
 
-def totals(events: Iterable[dict | TraceEvent]) -> TraceTotals:
+def totals(events: Iterable[dict[str, Any] | TraceEvent]) -> TraceTotals:
     result = TraceTotals()
     for raw in events:
         event = raw if isinstance(raw, TraceEvent) else TraceEvent.model_validate(raw)
@@ -53,5 +53,5 @@ def totals(events: Iterable[dict | TraceEvent]) -> TraceTotals:
     return result
 
 
-def write_trace(path: str | Path, events: Iterable[dict | TraceEvent]) -> None:
+def write_trace(path: str | Path, events: Iterable[dict[str, Any] | TraceEvent]) -> None:
     write_jsonl(path, events)

@@ -5,6 +5,9 @@ the retriever only those would make retrieval trivial, so every loader here uses
 distractor setting: the paragraphs of all rows of a file form one de-duplicated corpus, and each
 question must find its gold paragraphs among thousands. Passage ids are content hashes, so the
 same paragraph gets the same id on every load and an index built once stays valid.
+
+A run names its benchmark as ``NAME:PATH``; the loaders are a registry, so an installed package
+adds one through the ``composerag.benchmarks`` entry-point group (or ``register_benchmark``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,16 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from compose.corpus import BenchmarkData, Passage, QAItem, read_jsonl
+from compose.plugins import Registry
+
+BenchmarkLoader = Callable[[str | Path], BenchmarkData]
+
+BENCHMARKS: Registry[BenchmarkLoader] = Registry("benchmark", "composerag.benchmarks")
+
+
+def register_benchmark(name: str) -> Callable[[BenchmarkLoader], BenchmarkLoader]:
+    """Decorator: a loader from a benchmark file's path, named in specs as ``name:PATH``."""
+    return BENCHMARKS.register(name)
 
 
 class _Pool:
@@ -73,11 +86,14 @@ def _load_wiki_context(
     return BenchmarkData(name=name, corpus=pool.passages, questions=questions)
 
 
+@register_benchmark("hotpotqa")
 def load_hotpotqa(path: str | Path) -> BenchmarkData:
     """HotpotQA (distractor dev): gold passages are those named in ``supporting_facts``."""
     return _load_wiki_context(path, "hotpotqa", "hotpotqa", ("type", "level", "supporting_facts"))
 
 
+@register_benchmark("2wiki")
+@register_benchmark("2wikimultihopqa")
 def load_2wiki(path: str | Path) -> BenchmarkData:
     """2WikiMultiHopQA: same context format as HotpotQA, plus ``evidences`` triples in meta."""
     return _load_wiki_context(
@@ -85,6 +101,7 @@ def load_2wiki(path: str | Path) -> BenchmarkData:
     )
 
 
+@register_benchmark("musique")
 def load_musique(path: str | Path) -> BenchmarkData:
     """MuSiQue-Ans: gold passages are the ``is_supporting`` paragraphs; aliases count as answers."""
     pool = _Pool("musique")
@@ -110,6 +127,7 @@ def load_musique(path: str | Path) -> BenchmarkData:
     return BenchmarkData(name="musique", corpus=pool.passages, questions=questions)
 
 
+@register_benchmark("asqa")
 def load_asqa(path: str | Path) -> BenchmarkData:
     """ASQA: the corpus pools the annotators' ``knowledge`` passages (title = wikipage).
 
@@ -151,6 +169,7 @@ def load_asqa(path: str | Path) -> BenchmarkData:
                                   "grounded_precision_verify", "str_em_answers"])
 
 
+@register_benchmark("pubmedqa")
 def load_pubmedqa(path: str | Path) -> BenchmarkData:
     """PubMedQA PQA-L: one passage per abstract (its CONTEXTS joined); answer is yes/no/maybe."""
     with open(path, encoding="utf-8") as handle:
@@ -177,16 +196,6 @@ def load_pubmedqa(path: str | Path) -> BenchmarkData:
                          metrics=["accuracy", "label_rate", "tool_calls", "agent_steps"])
 
 
-LOADERS: dict[str, Callable[[str | Path], BenchmarkData]] = {
-    "hotpotqa": load_hotpotqa,
-    "2wikimultihopqa": load_2wiki,
-    "2wiki": load_2wiki,
-    "musique": load_musique,
-    "asqa": load_asqa,
-    "pubmedqa": load_pubmedqa,
-}
-
-
 def load_benchmark(spec: str) -> BenchmarkData:
     """Load ``"NAME:PATH"`` (e.g. ``"hotpotqa:../shared/data/hotpotqa/dev200.jsonl"``), or
     ``"demo"`` for the shipped demo corpus and questions."""
@@ -198,8 +207,10 @@ def load_benchmark(spec: str) -> BenchmarkData:
     name = name.strip().lower()
     if not sep or not path:
         raise ValueError(f"benchmark spec must be NAME:PATH or 'demo', got {spec!r}")
-    if name not in LOADERS:
-        raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(sorted(LOADERS))}")
+    try:
+        loader = BENCHMARKS.get(name)
+    except KeyError as exc:
+        raise ValueError(f"{exc.args[0]} (known: {', '.join(BENCHMARKS.names())})") from None
     if not Path(path).is_file():
         raise FileNotFoundError(f"benchmark file not found: {path}")
-    return LOADERS[name](path)
+    return loader(path)

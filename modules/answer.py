@@ -15,15 +15,14 @@ Usage::
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from compose.corpus import Passage
 from compose.module import LLMModule, PromptTemplate
 from compose.registry import register
-
-UNKNOWN = "unknown"
+from compose.text import UNKNOWN, is_unknown_reply
 
 
 class AnswerInput(BaseModel):
@@ -62,12 +61,9 @@ def format_passages(passages: list[Passage], max_chars: int) -> str:
 
 
 @register
-class Answer(LLMModule):
+class Answer(LLMModule[AnswerInput, AnswerOutput, AnswerParams]):
     name = "answer"
     purpose = "Answer a question briefly from passages (or closed-book), citing passage ids."
-    Input = AnswerInput
-    Output = AnswerOutput
-    Params = AnswerParams
     LLMOutput = EmittedAnswer
     max_tokens = 96
     streams_field = "answer"
@@ -85,6 +81,12 @@ class Answer(LLMModule):
             return EmittedAnswer
         return create_model("EmittedChoice", __base__=EmittedAnswer,
                             answer=(Literal[tuple(self.params.choices)], ...))
+
+    @classmethod
+    def trace_summary(cls, output: dict[str, Any]) -> str:
+        from rich.markup import escape
+
+        return f"answer: [bold]{escape(output['answer'])}[/] cites {output.get('citations')}"
 
     def prompt_fields(self, inp: AnswerInput) -> dict[str, str]:
         passages = inp.passages[: self.params.max_passages]
@@ -125,5 +127,5 @@ class Answer(LLMModule):
         return AnswerOutput(
             answer=answer,
             citations=cited,
-            is_unknown=answer.lower().strip(" .") in (UNKNOWN, "", "none", "n/a"),
+            is_unknown=is_unknown_reply(answer),
         )

@@ -162,13 +162,10 @@ def consolidate_vectors(vectors: np.ndarray, params: ConsolidateParams) -> Clust
 
 
 @register
-class Consolidate(Module):
+class Consolidate(Module[ConsolidateInput, ConsolidateOutput, ConsolidateParams]):
     name = "consolidate"
     purpose = ("Cluster readings by meaning (HDBSCAN or k-means + silhouette) and keep one "
                "per cluster; drop noise unless all is noise.")
-    Input = ConsolidateInput
-    Output = ConsolidateOutput
-    Params = ConsolidateParams
 
     def run(self, inp: ConsolidateInput, ctx: ModuleContext) -> ConsolidateOutput:
         items = inp.interpretations

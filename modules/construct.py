@@ -13,6 +13,8 @@ Usage::
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from compose.module import LLMModule, PromptTemplate
@@ -55,12 +57,9 @@ def fill_placeholders(text: str, previous: list[AnsweredHop]) -> tuple[str, list
 
 
 @register
-class ConstructQuestion(LLMModule):
+class ConstructQuestion(LLMModule[ConstructInput, ConstructOutput, ConstructParams]):
     name = "construct_question"
     purpose = "Fill #k placeholders with earlier answers to get a self-contained question."
-    Input = ConstructInput
-    Output = ConstructOutput
-    Params = ConstructParams
     LLMOutput = EmittedQuestion
     max_tokens = 96
     prompt = PromptTemplate(
@@ -72,6 +71,12 @@ class ConstructQuestion(LLMModule):
         user="Facts found:\n{facts}\nQuestion: {question}\nReturn the rewritten question as "
              "JSON.",
     )
+
+    @classmethod
+    def trace_summary(cls, output: dict[str, Any]) -> str:
+        from rich.markup import escape
+
+        return f"question: {escape(output['question'])}"
 
     def prompt_fields(self, inp: ConstructInput) -> dict[str, str]:
         filled, _ = fill_placeholders(inp.sub_question, inp.previous)

@@ -13,6 +13,7 @@ Usage::
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,12 +65,9 @@ def clean_plan(raw: list[str], question: str, limit: int, offset: int) -> list[s
 
 
 @register
-class Decompose(LLMModule):
+class Decompose(LLMModule[DecomposeInput, DecomposeOutput, DecomposeParams]):
     name = "decompose"
     purpose = "Split a question into ordered sub-questions; #k refers to the k-th answer."
-    Input = DecomposeInput
-    Output = DecomposeOutput
-    Params = DecomposeParams
     LLMOutput = EmittedPlan
     max_tokens = 160
     prompt = PromptTemplate(
@@ -83,6 +81,12 @@ class Decompose(LLMModule):
         ),
         user="{answered}Question: {question}\nReturn at most {limit} sub-questions as JSON.",
     )
+
+    @classmethod
+    def trace_summary(cls, output: dict[str, Any]) -> str:
+        from rich.markup import escape
+
+        return "sub-questions: " + " | ".join(map(escape, output["sub_questions"]))
 
     def prompt_fields(self, inp: DecomposeInput) -> dict[str, str]:
         answered = ""

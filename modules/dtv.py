@@ -18,11 +18,11 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from compose.corpus import Passage
-from compose.eval.metrics import normalize_answer
 from compose.module import LLMModule, Module, PromptTemplate
 from compose.modules.interpretation import Interpretation
 from compose.registry import register
 from compose.runtime import ModuleContext
+from compose.text import answer_tokens, normalize_answer
 
 
 class InterpretInput(BaseModel):
@@ -49,7 +49,7 @@ class EmittedReadings(BaseModel):
 def clean_readings(raw: list[str], question: str, limit: int, min_overlap: float) -> list[str]:
     """Keep what reads as a question and keeps enough of the question's words; drop repeats
     (after normalisation) and cap. The question itself when nothing remains."""
-    words = set(normalize_answer(question).split())
+    words = set(answer_tokens(question))
     readings: dict[str, str] = {}
     for text in raw:
         text = " ".join(text.split())
@@ -61,12 +61,9 @@ def clean_readings(raw: list[str], question: str, limit: int, min_overlap: float
 
 
 @register
-class Interpret(LLMModule):
+class Interpret(LLMModule[InterpretInput, InterpretOutput, InterpretParams]):
     name = "interpret"
     purpose = "Ambiguous question -> candidate specific readings, from the generator alone."
-    Input = InterpretInput
-    Output = InterpretOutput
-    Params = InterpretParams
     LLMOutput = EmittedReadings
     max_tokens = 160
     prompt = PromptTemplate(
@@ -101,11 +98,9 @@ class NextInterpretationOutput(BaseModel):
 
 
 @register
-class NextInterpretation(Module):
+class NextInterpretation(Module[NextInterpretationInput, NextInterpretationOutput, NoParams]):
     name = "next_interpretation"
     purpose = "Pick the next reading that has not been answered yet (done when none is left)."
-    Input = NextInterpretationInput
-    Output = NextInterpretationOutput
     cacheable = False
 
     def run(self, inp: NextInterpretationInput,
@@ -129,12 +124,10 @@ class RecordInterpretationOutput(BaseModel):
 
 
 @register
-class RecordInterpretation(Module):
+class RecordInterpretation(Module[RecordInterpretationInput, RecordInterpretationOutput, NoParams]):
     name = "record_interpretation"
     purpose = ("Append the answered reading with its cited passage (the top passage when "
                "nothing was cited) and its verdict to the candidates.")
-    Input = RecordInterpretationInput
-    Output = RecordInterpretationOutput
     cacheable = False
 
     def run(self, inp: RecordInterpretationInput,

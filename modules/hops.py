@@ -55,11 +55,9 @@ class NextHopOutput(BaseModel):
 
 
 @register
-class NextHop(Module):
+class NextHop(Module[NextHopInput, NextHopOutput, NoParams]):
     name = "next_hop"
     purpose = "Pick the next unanswered sub-question and clear the per-hop scratch fields."
-    Input = NextHopInput
-    Output = NextHopOutput
     cacheable = False
 
     def run(self, inp: NextHopInput, ctx: ModuleContext) -> NextHopOutput:
@@ -81,11 +79,9 @@ class RecordHopOutput(BaseModel):
 
 
 @register
-class RecordHop(Module):
+class RecordHop(Module[RecordHopInput, RecordHopOutput, NoParams]):
     name = "record_hop"
     purpose = "Append the finished hop (question, queries, evidence, answer, verdict) to hops."
-    Input = RecordHopInput
-    Output = RecordHopOutput
     cacheable = False
 
     def run(self, inp: RecordHopInput, ctx: ModuleContext) -> RecordHopOutput:

@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from compose.corpus import Passage
 from compose.module import Module
-from compose.modules.answer import UNKNOWN
 from compose.registry import register
 from compose.runtime import ModuleContext
+from compose.text import UNKNOWN
 
 
 class Interpretation(BaseModel):
@@ -58,12 +58,9 @@ def render_line(number: int, item: Interpretation, include_question: bool) -> st
 
 
 @register
-class ListInterpretations(Module):
+class ListInterpretations(Module[ListInterpretationsInput, ListInterpretationsOutput, ListInterpretationsParams]):
     name = "list_interpretations"
     purpose = "Final answer: one line per interpretation with its answer and cited passage."
-    Input = ListInterpretationsInput
-    Output = ListInterpretationsOutput
-    Params = ListInterpretationsParams
 
     def run(self, inp: ListInterpretationsInput, ctx: ModuleContext) -> ListInterpretationsOutput:
         if not inp.interpretations:

@@ -36,11 +36,9 @@ class KeepVerifiedOutput(BaseModel):
 
 
 @register
-class KeepVerified(Module):
+class KeepVerified(Module[KeepVerifiedInput, KeepVerifiedOutput, NoParams]):
     name = "keep_verified"
     purpose = "Keep the candidate interpretations whose verdict is grounded."
-    Input = KeepVerifiedInput
-    Output = KeepVerifiedOutput
     cacheable = False
 
     def run(self, inp: KeepVerifiedInput, ctx: ModuleContext) -> KeepVerifiedOutput:
@@ -63,13 +61,10 @@ class VerifyInterpretationsParams(BaseModel):
 
 
 @register
-class VerifyInterpretations(Module):
+class VerifyInterpretations(Module[VerifyInterpretationsInput, VerifyInterpretationsOutput, VerifyInterpretationsParams]):
     name = "verify_interpretations"
     purpose = ("Set each interpretation's verdict with the verify module, against its own "
                "passage (disabled: leave them unchanged).")
-    Input = VerifyInterpretationsInput
-    Output = VerifyInterpretationsOutput
-    Params = VerifyInterpretationsParams
     cacheable = False  # each verify call is cached on its own
 
     def run(self, inp: VerifyInterpretationsInput,

@@ -10,6 +10,8 @@ Usage::
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from compose.module import LLMModule, PromptTemplate
@@ -40,12 +42,9 @@ class EmittedDecision(BaseModel):
 
 
 @register
-class RetrievalDecision(LLMModule):
+class RetrievalDecision(LLMModule[DecisionInput, DecisionOutput, DecisionParams]):
     name = "retrieval_decision"
     purpose = "Decide whether a question needs retrieval given the evidence gathered so far."
-    Input = DecisionInput
-    Output = DecisionOutput
-    Params = DecisionParams
     LLMOutput = EmittedDecision
     max_tokens = 80
     prompt = PromptTemplate(
@@ -57,6 +56,13 @@ class RetrievalDecision(LLMModule):
         ),
         user="Facts so far:\n{evidence}\nQuestion: {question}\nAnswer as JSON.",
     )
+
+    @classmethod
+    def trace_summary(cls, output: dict[str, Any]) -> str:
+        from rich.markup import escape
+
+        decided = "retrieve" if output["retrieve"] else "no retrieval"
+        return f"{decided}: {escape(output.get('reason', ''))}"
 
     def prompt_fields(self, inp: DecisionInput) -> dict[str, str]:
         evidence = "\n".join(f"- {h.question} {h.answer}" for h in inp.evidence) or "(none)"

@@ -8,7 +8,7 @@ Usage::
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,12 +35,15 @@ class RetrieveParams(BaseModel):
 
 
 @register
-class Retrieve(Module):
+class Retrieve(Module[RetrieveInput, RetrieveOutput, RetrieveParams]):
     name = "retrieve"
     purpose = "Fetch the top-k passages for a query from the graph's index."
-    Input = RetrieveInput
-    Output = RetrieveOutput
-    Params = RetrieveParams
+    retrieves = True
+
+    @classmethod
+    def trace_summary(cls, output: dict[str, Any]) -> str:
+        titles = [f"{p.get('title') or p['id']}" for p in output.get("passages", [])]
+        return "retrieved: " + "; ".join(titles) if titles else "retrieved nothing"
 
     def cache_identity(self, ctx: ModuleContext) -> str:
         return f"index={ctx.retriever.fingerprint}|mode={self.params.mode or ctx.retriever.mode}"

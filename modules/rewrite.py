@@ -11,7 +11,7 @@ Usage::
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,12 +45,9 @@ class EmittedQuery(BaseModel):
 
 
 @register
-class RewriteQuery(LLMModule):
+class RewriteQuery(LLMModule[RewriteInput, RewriteOutput, RewriteParams]):
     name = "rewrite_query"
     purpose = "Write a search query for a question, learning from a failed query on retry."
-    Input = RewriteInput
-    Output = RewriteOutput
-    Params = RewriteParams
     LLMOutput = EmittedQuery
     max_tokens = 64
     prompt = PromptTemplate(
@@ -61,6 +58,12 @@ class RewriteQuery(LLMModule):
         ),
         user="{retry}Question: {question}\nReturn a new search query as JSON.",
     )
+
+    @classmethod
+    def trace_summary(cls, output: dict[str, Any]) -> str:
+        from rich.markup import escape
+
+        return f"query: {escape(output['query'])}"
 
     def prompt_fields(self, inp: RewriteInput) -> dict[str, str]:
         retry = ""

@@ -21,16 +21,17 @@ Usage::
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from compose.corpus import Passage
 from compose.module import LLMModule, PromptTemplate
-from compose.modules.answer import UNKNOWN, Answer
+from compose.modules.answer import Answer
 from compose.modules.hops import Hop
 from compose.registry import register
 from compose.runtime import ModuleContext
+from compose.text import UNKNOWN
 
 
 class SynthesizeInput(BaseModel):
@@ -70,12 +71,9 @@ def evidence(hops: list[Hop]) -> list[Passage]:
 
 
 @register
-class Synthesize(LLMModule):
+class Synthesize(LLMModule[SynthesizeInput, SynthesizeOutput, SynthesizeParams]):
     name = "synthesize"
     purpose = "Combine the hops into a final answer with citations, or abstain if ungrounded."
-    Input = SynthesizeInput
-    Output = SynthesizeOutput
-    Params = SynthesizeParams
     LLMOutput = EmittedFinal
     max_tokens = 48
     streams_field = "answer"
@@ -88,6 +86,14 @@ class Synthesize(LLMModule):
         user="Facts found:\n{facts}\n\nQuestion: {question}\nGive the final short answer as "
              "JSON.",
     )
+
+    @classmethod
+    def trace_summary(cls, output: dict[str, Any]) -> str:
+        from rich.markup import escape
+
+        said = ("[yellow]abstained[/]" if output.get("abstained") else
+                f"final answer: [bold]{escape(output['answer'])}[/]")
+        return f"{said} cites {output.get('citations')}"
 
     def prompt_fields(self, inp: SynthesizeInput) -> dict[str, str]:
         facts = "\n".join(f"{i}. {hop.question} -> {hop.answer}"

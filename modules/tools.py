@@ -17,15 +17,16 @@ Usage (from YAML)::
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Any
+
+from pydantic import BaseModel, Field
 
 from compose.module import Module
-from compose.modules import agent  # noqa: F401  (registers agent_step)
+from compose.modules.tool_nodes import ToolParams, UsesTools
 from compose.registry import register
 from compose.runtime import ModuleContext
 from compose.tools.execute import cap_text, execute_call
 from compose.tools.parse import Decision
-from compose.tools.registry import check_tool_names
 from compose.tools.steps import AgentStep
 
 
@@ -40,30 +41,32 @@ class ExecuteToolOutput(BaseModel):
     answer: str = ""
 
 
-class ExecuteToolParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    tools: list[str] = Field(min_length=1, description="The tools this node may run; each "
-                             "must also be in the graph's tools: allow-list.")
+class ExecuteToolParams(ToolParams):
     timeout_s: float | None = Field(default=None, gt=0,
                                     description="Tighten every tool's own timeout.")
     max_result_chars: int | None = Field(default=None, ge=64,
                                          description="Tighten every tool's result cap.")
 
-    @field_validator("tools")
-    @classmethod
-    def _registered(cls, names: list[str]) -> list[str]:
-        return check_tool_names(names)
-
 
 @register
-class ExecuteTool(Module):
+class ExecuteTool(UsesTools, Module[ExecuteToolInput, ExecuteToolOutput, ExecuteToolParams]):
     name = "execute_tool"
     purpose = "Validate and run the agent's tool call (allow-list, timeout, size cap); record it."
-    Input = ExecuteToolInput
-    Output = ExecuteToolOutput
-    Params = ExecuteToolParams
-    uses_tools = True
     cacheable = False  # tools may read live state (an index, a clock); runs are cheap
+
+    @classmethod
+    def trace_summary(cls, output: dict[str, Any]) -> str:
+        """The last recorded step: the final answer, or the call with its outcome."""
+        from rich.markup import escape
+
+        step = (output.get("steps") or [{}])[-1]
+        if step.get("answer") is not None:
+            return f"final answer: [bold]{escape(step['answer'])}[/]"
+        name = escape(step.get("tool") or "(no call)")
+        timing = f" in {step.get('latency_s', 0):.2f} s"
+        if step.get("error"):
+            return f"[red]{name} failed[/]{timing}: {escape(step['error'][:200])}"
+        return f"[green]{name}[/]{timing}: {escape((step.get('result') or '')[:200])}"
 
     def run(self, inp: ExecuteToolInput, ctx: ModuleContext) -> ExecuteToolOutput:
         decision = inp.decision

@@ -21,7 +21,7 @@ OpenAI-compatible server that batches requests (vLLM).
 
 Consolidation of the readings (``consolidate``), the diversify-then-verify baseline
 (``interpret`` and its bookkeeping) and the checks on interpretations (``keep_verified``,
-``verify_interpretations``) live in their own files and register on import here.
+``verify_interpretations``) live in their own files, each loaded when a graph names it.
 
 Usage::
 
@@ -38,18 +38,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pydantic import BaseModel, ConfigDict, Field
 
 from compose.corpus import Passage
-from compose.eval.metrics import normalize_answer
 from compose.module import LLMModule, Module, PromptTemplate
-from compose.modules import consolidate, dtv, interpretation_checks  # noqa: F401 (registers)
-from compose.modules.answer import UNKNOWN
 from compose.modules.interpretation import Interpretation
 from compose.registry import register
 from compose.retrieval.encoder import DEFAULT_ENCODER, embed, passage_text
 from compose.runtime import COST_FIELDS, ModuleContext
 from compose.structured import StructuredOutputError
+from compose.text import NO_ANSWERS, answer_in, is_abstention
 
 ABSTAIN = "null"
-_ABSTAIN_WORDS = {ABSTAIN, "none", UNKNOWN, "n/a", ""}
+ABSTAIN_WORDS = NO_ANSWERS | {"none", ABSTAIN}
+"""What counts as the generator abstaining: no answer, "none", or the prompt's word."""
 
 
 class DiversifyPassageInput(BaseModel):
@@ -82,18 +81,11 @@ class EmittedReading(BaseModel):
     answer: str = Field(max_length=80)
 
 
-def is_abstention(text: str) -> bool:
-    return normalize_answer(text) in _ABSTAIN_WORDS
-
-
 @register
-class DiversifyPassage(LLMModule):
+class DiversifyPassage(LLMModule[DiversifyPassageInput, DiversifyPassageOutput, DiversifyPassageParams]):
     name = "diversify_passage"
     purpose = ("Ambiguous question + one passage -> one disambiguated question this passage "
                "answers, with the answer, or an abstention.")
-    Input = DiversifyPassageInput
-    Output = DiversifyPassageOutput
-    Params = DiversifyPassageParams
     LLMOutput = EmittedReading
     max_tokens = 96
     prompt = PromptTemplate(
@@ -130,12 +122,12 @@ class DiversifyPassage(LLMModule):
     def postprocess(self, inp: DiversifyPassageInput,
                     emitted: EmittedReading) -> DiversifyPassageOutput:
         question, answer = " ".join(emitted.question.split()), emitted.answer.strip()
-        if is_abstention(question) or is_abstention(answer):
+        if is_abstention(question, ABSTAIN_WORDS) or is_abstention(answer, ABSTAIN_WORDS):
             return DiversifyPassageOutput(reason="the generator abstained")
         if not question.endswith("?"):  # a copied passage sentence, not a reading
             question = inp.question
-        if self.params.require_answer_in_passage and normalize_answer(answer) not in (
-                normalize_answer(f"{inp.passage.title} {inp.passage.text}")):
+        if self.params.require_answer_in_passage and not answer_in(
+                answer, f"{inp.passage.title} {inp.passage.text}"):
             return DiversifyPassageOutput(reason="the answer does not occur in the passage")
         return DiversifyPassageOutput(interpretation=Interpretation(
             question=question, answer=answer, passage=inp.passage))
@@ -160,13 +152,10 @@ class VerifiedDiversifyParams(DiversifyPassageParams):
 
 
 @register
-class VerifiedDiversify(Module):
+class VerifiedDiversify(Module[VerifiedDiversifyInput, VerifiedDiversifyOutput, VerifiedDiversifyParams]):
     name = "verified_diversify"
     purpose = ("Run diversify_passage over the top-k passages (bounded concurrency) and keep "
                "the grounded readings, in passage order.")
-    Input = VerifiedDiversifyInput
-    Output = VerifiedDiversifyOutput
-    Params = VerifiedDiversifyParams
     cacheable = False  # each per-passage call is cached on its own
 
     def run(self, inp: VerifiedDiversifyInput, ctx: ModuleContext) -> VerifiedDiversifyOutput:

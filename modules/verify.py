@@ -11,16 +11,16 @@ Usage::
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from compose.corpus import Passage
-from compose.eval.metrics import normalize_answer
 from compose.module import LLMModule, PromptTemplate
-from compose.modules.answer import UNKNOWN, format_passages
+from compose.modules.answer import format_passages
 from compose.registry import register
 from compose.runtime import ModuleContext
+from compose.text import answer_in, is_abstention
 
 
 class VerifyInput(BaseModel):
@@ -47,18 +47,13 @@ class EmittedVerdict(BaseModel):
 
 
 def answer_in_passages(answer: str, passages: list[Passage]) -> bool:
-    target = normalize_answer(answer)
-    return bool(target) and any(
-        target in normalize_answer(f"{p.title} {p.text}") for p in passages)
+    return any(answer_in(answer, f"{p.title} {p.text}") for p in passages)
 
 
 @register
-class Verify(LLMModule):
+class Verify(LLMModule[VerifyInput, VerifyOutput, VerifyParams]):
     name = "verify"
     purpose = "Judge whether the passages support the answer to the question (+ reason)."
-    Input = VerifyInput
-    Output = VerifyOutput
-    Params = VerifyParams
     LLMOutput = EmittedVerdict
     max_tokens = 96
     prompt = PromptTemplate(
@@ -71,6 +66,13 @@ class Verify(LLMModule):
              "Is the answer supported by the passages? Reply as JSON.",
     )
 
+    @classmethod
+    def trace_summary(cls, output: dict[str, Any]) -> str:
+        from rich.markup import escape
+
+        mark = "[green]grounded[/]" if output.get("grounded") else "[red]not grounded[/]"
+        return f"{mark}: {escape(str(output.get('reason', '')))}"
+
     def prompt_fields(self, inp: VerifyInput) -> dict[str, str]:
         shown = inp.passages[: self.params.max_passages]
         return {"passages": format_passages(shown, self.params.max_passage_chars) or "(none)",
@@ -79,7 +81,7 @@ class Verify(LLMModule):
     def run(self, inp: VerifyInput, ctx: ModuleContext) -> VerifyOutput:
         if self.params.mode == "disabled":
             return VerifyOutput(grounded=True, reason="verification is disabled")
-        if normalize_answer(inp.answer) in ("", UNKNOWN):
+        if is_abstention(inp.answer):
             return VerifyOutput(grounded=False, reason="no answer was found")
         if self.params.mode == "containment":
             found = answer_in_passages(inp.answer, inp.passages)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from compose.corpora.benchmarks import (
-    LOADERS,
+    BENCHMARKS,
     load_2wiki,
     load_asqa,
     load_benchmark,
@@ -118,7 +118,8 @@ def test_load_benchmark_spec() -> None:
     data = load_benchmark(f"2wiki:{path}")
     assert data.name == "2wikimultihopqa"
     assert len(data.questions) == 164
-    assert set(LOADERS) >= {"hotpotqa", "2wikimultihopqa", "2wiki", "musique", "asqa", "pubmedqa"}
+    assert set(BENCHMARKS.names()) >= {"hotpotqa", "2wikimultihopqa", "2wiki", "musique", "asqa",
+                                       "pubmedqa"}
 
 
 def test_load_benchmark_errors(tmp_path: Path) -> None:

@@ -16,8 +16,10 @@ from rich.console import Console
 from compose.api import load_graph
 from compose.corpus import QAItem
 from compose.eval.progress import EvalProgress
+from compose.eval.question import evaluate_one
 from compose.eval.report import summarize, summary_table
-from compose.eval.runner import ResumeMismatchError, evaluate_one, read_done, run_eval
+from compose.eval.results_file import read_done
+from compose.eval.runner import ResumeMismatchError, run_eval
 from tests.conftest import scripted_runtime
 
 

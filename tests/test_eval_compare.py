@@ -27,7 +27,8 @@ from compose.eval.compare import (
 )
 from compose.eval.compare_html import render_report, write_report
 from compose.eval.compare_table import compare_command, table_cells
-from compose.eval.runner import evaluate_one, run_eval
+from compose.eval.question import evaluate_one
+from compose.eval.runner import run_eval
 from tests.conftest import scripted_runtime
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from compose.api import load_graph
 from compose.corpora.demo import load_demo
-from compose.eval.metrics import normalize_answer
 from compose.modules.interpretation import Interpretation
 from compose.modules.verdict import DiversifyPassage
+from compose.text import normalize_answer
 
 DEMO = {p.title: p for p in load_demo().corpus}
 

@@ -7,16 +7,18 @@ import sys
 import textwrap
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer.core import TyperGroup
 
+from compose.cli.eval_cmd import eval_app
 from compose.cli.moi import moi_app
 from compose.tune.cli import tune_app
+
+if TYPE_CHECKING:
+    from compose.api import ComposeGraph
 
 app = typer.Typer(help="Compose RAG and agent pipelines from atomic typed modules.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -28,22 +30,6 @@ app.add_typer(module_app, name="module")
 app.add_typer(trace_app, name="trace")
 app.add_typer(moi_app, name="moi")
 app.add_typer(tune_app, name="tune")
-
-
-class EvalGroup(TyperGroup):
-    """``composerag eval GRAPH --dataset ...`` evaluates a graph, as it did before ``eval``
-    had subcommands: arguments that do not start with a subcommand name (or ``--help``) go to
-    ``eval run``. A graph file literally named ``compare`` is reached as ``eval run compare``."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
-            args = ["run", *args]
-        return super().parse_args(ctx, args)
-
-
-eval_app = typer.Typer(cls=EvalGroup, no_args_is_help=True,
-                       help="Evaluate a graph on a benchmark (the default: `eval GRAPH "
-                       "--dataset ...` is `eval run`), or compare evaluation runs.")
 app.add_typer(eval_app, name="eval")
 out = Console()
 err = Console(stderr=True)
@@ -60,52 +46,42 @@ with it every module's pydantic models, into each start-up (``--help`` included)
 heavy import of this file is made inside the command that needs it for the same reason."""
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 
-def graph_retrieves(spec) -> bool:
-    return any(node.module == "retrieve" for node in spec.nodes.values())
-
-
-def graph_generates(spec) -> bool:
-    from compose.module import LLMModule
-    from compose.registry import get_module
-
-    return any(issubclass(get_module(node.module), LLMModule) for node in spec.nodes.values())
-
-
 def open_graph(graph: str, index: Path | None, overrides: list[str] | None, cache: bool | None,
-               prefetch: bool = False, **durability: Any):
+               prefetch: bool = False, **durability: Any) -> ComposeGraph:
     """Load a graph for a command; ``durability``: ``checkpointer``, ``interrupt_before``.
 
     With ``prefetch`` the model and the index start loading on a background thread before
     LangGraph is even imported, so that a one-question run does not pay for them one after
     the other. Servers do not prefetch (see ``Runtime.prefetch``: an MCP stdio reply could
     be lost)."""
-    from compose.graph.load import load_spec
-    from compose.runtime import Runtime, runtime_config
+    from compose.graph.load import load_resolved, runtime_config
+    from compose.runtime import Runtime
 
     try:
-        spec = load_spec(graph, overrides)
+        resolved = load_resolved(graph, overrides)
     except SPEC_ERRORS as exc:
         fail(str(exc))
-    if index is None and graph_retrieves(spec) and not spec.retriever.index:
+    spec = resolved.spec
+    if index is None and resolved.needs_index and not spec.retriever.index:
         from compose.corpora.demo import demo_index
 
         err.print("[dim]no --index given: using the demo corpus index[/]")
         index = demo_index()
     config = runtime_config(spec, index=index, cache=cache)
-    if graph_retrieves(spec) and config.retriever.index:
+    if resolved.needs_index and config.retriever.index:
         check_index(config.retriever.index)
     try:
         runtime = Runtime(config)
         if prefetch:
-            runtime.prefetch(generator=graph_generates(spec), retriever=graph_retrieves(spec))
+            runtime.prefetch(generator=resolved.prompts_model, retriever=resolved.needs_index)
         from compose.api import load_graph
 
-        return load_graph(spec, runtime=runtime, **durability)
+        return load_graph(resolved, runtime=runtime, **durability)
     except ValueError as exc:
         fail(str(exc))
 
@@ -386,7 +362,7 @@ def module_run(
         payload = json.loads(input_json)
     except (KeyError, ValueError, ValidationError) as exc:
         fail(str(exc))
-    if index is None and name == "retrieve":
+    if index is None and module_cls.needs_index(module.params):
         from compose.corpora.demo import demo_index
 
         index = demo_index()
@@ -459,91 +435,6 @@ def index_info(index_dir: Annotated[Path, typer.Argument(help="Index directory."
     try:
         print(read_manifest(index_dir).model_dump_json(indent=2))
     except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-
-
-@eval_app.command("run")
-def evaluate(
-    graph: Annotated[str, typer.Argument(help="Shipped graph name or YAML path.")],
-    dataset: Annotated[str, typer.Option(
-        help="NAME:PATH (hotpotqa, 2wikimultihopqa, musique, asqa, pubmedqa) or 'demo'.")],
-    limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
-    out_file: Annotated[Path | None, typer.Option("--out", help="Results JSONL.")] = None,
-    set_: SetOption = None,
-    cache: Annotated[bool, typer.Option(help="Use the module cache.")] = True,
-    cache_path: Annotated[str | None, typer.Option(help="SQLite cache file.")] = None,
-    index_root: Annotated[Path | None, typer.Option(help="Where pooled indexes live.")] = None,
-    recall_k: Annotated[int, typer.Option(help="k of retrieval recall@k.")] = 5,
-    restart: Annotated[bool, typer.Option(help="Discard earlier results in --out.")] = False,
-    judge: Annotated[bool, typer.Option(
-        help="Also ask the verify module whether each final answer is grounded in its "
-        "cited passages (one more LLM call per answered question).")] = False,
-    save_traces: Annotated[bool, typer.Option(
-        help="Write each question's trace to OUT.traces.jsonl (see `composerag trace show`)."
-    )] = False,
-    backend: Annotated[str, typer.Option(
-        help="local (this process) or ray (questions spread over --workers Ray actors).")
-    ] = "local",
-    workers: Annotated[int, typer.Option(help="Ray workers (each loads its own model).")] = 2,
-    ray_address: Annotated[str | None, typer.Option(
-        help="Ray cluster to join ('auto': the one `ray start` made); default: a private "
-        "local instance.")] = None,
-    retry_errors: Annotated[bool, typer.Option(
-        help="Run again the questions whose earlier attempt ended in an error.")] = False,
-) -> None:
-    """Evaluate a graph on a benchmark; resumes where an interrupted run stopped."""
-    from compose.eval.report import summarize, summary_table
-    from compose.eval.results_file import ResultsLockedError
-    from compose.eval.runner import EvalInterrupted, ResumeMismatchError, run_eval
-
-    dataset_name = dataset.split(":", 1)[0]
-    out_file = out_file or Path("runs") / "eval" / f"{Path(graph).stem}__{dataset_name}.jsonl"
-    try:
-        records = run_eval(graph, dataset, out=out_file, limit=limit, overrides=set_,
-                           cache=cache, cache_path=cache_path, index_root=index_root,
-                           recall_k=recall_k, restart=restart, judge=judge,
-                           save_traces=save_traces, backend=backend, workers=workers,
-                           ray_address=ray_address, retry_errors=retry_errors)
-    except (*SPEC_ERRORS, ResumeMismatchError, ResultsLockedError) as exc:
-        fail(str(exc))
-    except EvalInterrupted as stop:
-        err.print(f"{escape(str(stop))}; run the same command again to resume (the question "
-                  "in flight is run again)", soft_wrap=True)
-        raise typer.Exit(130) from None
-    except KeyboardInterrupt:
-        err.print("interrupted before the first question finished; no new result was written")
-        raise typer.Exit(130) from None
-    out.print(summary_table(f"{graph} on {dataset_name}", summarize(records)))
-    out.print(f"[dim]per-question results: {out_file}[/]")
-
-
-@eval_app.command("compare")
-def eval_compare(
-    runs: Annotated[list[str], typer.Argument(
-        help="Results files written by `composerag eval`, as PATH or LABEL=PATH; the first "
-        "is the baseline.")],
-    html: Annotated[Path | None, typer.Option(
-        help="Also write a self-contained HTML report: the table, per-node cost bars and "
-        "the metric against seconds per question (needs matplotlib).")] = None,
-    metric: Annotated[list[str] | None, typer.Option(
-        "--metric", help="A metric to compare (repeatable; default: em and f1).")] = None,
-    primary: Annotated[str | None, typer.Option(
-        help="The metric questions are won, lost or tied on (default: f1 when compared, "
-        "else the first --metric).")] = None,
-    markdown: Annotated[bool, typer.Option(
-        "--markdown", help="Print the table as Markdown.")] = False,
-) -> None:
-    """Compare evaluation runs of the same questions, paired against the first.
-
-    Each difference from the baseline comes with a 95% bootstrap interval over the questions,
-    beside the questions won, lost and tied and the cost per question."""
-    from compose.eval.compare import DEFAULT_METRICS, CompareError
-    from compose.eval.compare_table import compare_command
-
-    try:
-        compare_command(runs, console=out, html=html, metrics=metric or DEFAULT_METRICS,
-                        primary=primary, markdown=markdown)
-    except CompareError as exc:
         fail(str(exc))
 
 

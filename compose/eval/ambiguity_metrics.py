@@ -18,37 +18,36 @@ columns compare every graph. Each metric returns None where there is nothing to 
 
 from __future__ import annotations
 
-from compose.eval.metrics import normalize_answer, register_metric, str_em
+from typing import Any
+
+from compose.eval.metrics import register_metric, str_em
+from compose.eval.record import EvalRecord
+from compose.text import answer_in
 
 
-def interpretations_of(record: dict) -> list[dict] | None:
+def interpretations_of(record: EvalRecord) -> list[dict[str, Any]] | None:
     """The graph's interpretations, or None when the graph does not produce any."""
-    items = (record.get("outputs") or {}).get("interpretations")
+    items = record.outputs.get("interpretations")
     return None if items is None else list(items)
 
 
-def answer_in(answer: str, text: str) -> bool:
-    target = normalize_answer(answer)
-    return bool(target) and target in normalize_answer(text)
-
-
 @register_metric("n_interpretations")
-def n_interpretations(record: dict) -> float | None:
+def n_interpretations(record: EvalRecord) -> float | None:
     items = interpretations_of(record)
     if items is not None:
         return float(len(items))
-    if record.get("error"):
+    if record.error:
         return None
-    return 0.0 if record.get("abstained") else 1.0
+    return 0.0 if record.abstained else 1.0
 
 
 @register_metric("grounded_precision")
-def grounded_precision(record: dict) -> float | None:
+def grounded_precision(record: EvalRecord) -> float | None:
     items = interpretations_of(record)
     if items is None:
-        if record.get("abstained") or "cited_texts" not in record:
+        if record.abstained or record.cited_texts is None:
             return None
-        return float(any(answer_in(record["prediction"], t) for t in record["cited_texts"]))
+        return float(any(answer_in(record.prediction, t) for t in record.cited_texts))
     if not items:
         return None
     grounded = sum(answer_in(i["answer"], f"{i['passage'].get('title', '')} "
@@ -57,20 +56,19 @@ def grounded_precision(record: dict) -> float | None:
 
 
 @register_metric("grounded_precision_verify")
-def grounded_precision_verify(record: dict) -> float | None:
+def grounded_precision_verify(record: EvalRecord) -> float | None:
     items = interpretations_of(record)
     if items is None:
-        verdict = record.get("judge_grounded")
-        return None if verdict is None or record.get("abstained") else float(verdict)
+        verdict = record.judge_grounded
+        return None if verdict is None or record.abstained else float(verdict)
     judged = [i["verified"] for i in items if i.get("verified") is not None]
     return sum(judged) / len(judged) if judged else None
 
 
 @register_metric("str_em_answers")
-def str_em_answers(record: dict) -> float | None:
-    qa_pairs = record.get("qa_pairs") or []
-    if not qa_pairs:
+def str_em_answers(record: EvalRecord) -> float | None:
+    if not record.qa_pairs:
         return None
     items = interpretations_of(record)
-    text = record["prediction"] if items is None else " ; ".join(i["answer"] for i in items)
-    return str_em(text, qa_pairs)
+    text = record.prediction if items is None else " ; ".join(i["answer"] for i in items)
+    return str_em(text, record.qa_pairs)

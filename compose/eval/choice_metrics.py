@@ -19,41 +19,32 @@ Usage::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from compose.eval.metrics import normalize_answer, register_aggregate, register_metric
-
-PUBMEDQA_LABELS = ("yes", "no", "maybe")
-
-
-def choice_label(text: str, labels: Sequence[str] = PUBMEDQA_LABELS) -> str | None:
-    """The label ``text`` names: the whole normalised text or its first word; else None."""
-    normalized = normalize_answer(text)
-    by_norm = {normalize_answer(label): label for label in labels}
-    if normalized in by_norm:
-        return by_norm[normalized]
-    return by_norm.get(normalized.split(" ", 1)[0]) if normalized else None
+from compose.eval.metrics import register_aggregate, register_metric
+from compose.eval.record import EvalRecord
+from compose.text import choice_label
 
 
-def _gold_label(record: dict) -> str | None:
-    answers = record.get("answers") or []
-    return choice_label(answers[0]) if answers else None
+def _gold_label(record: EvalRecord) -> str | None:
+    return choice_label(record.answers[0]) if record.answers else None
 
 
 @register_metric("accuracy")
-def _accuracy(record: dict) -> float | None:
+def _accuracy(record: EvalRecord) -> float | None:
     gold = _gold_label(record)
     if gold is None:
         return None
-    return float(choice_label(record.get("prediction") or "") == gold)
+    return float(choice_label(record.prediction) == gold)
 
 
 @register_metric("label_rate")
-def _label_rate(record: dict) -> float | None:
+def _label_rate(record: EvalRecord) -> float | None:
     """Whether the prediction names a label at all: tells a model that answers off-format
     (scored wrong by ``accuracy``) from one that picks the wrong label."""
     if _gold_label(record) is None:
         return None
-    return float(choice_label(record.get("prediction") or "") is not None)
+    return float(choice_label(record.prediction) is not None)
 
 
 def macro_f1(pairs: Sequence[tuple[str, str | None]]) -> float | None:
@@ -71,36 +62,36 @@ def macro_f1(pairs: Sequence[tuple[str, str | None]]) -> float | None:
 
 
 @register_aggregate("macro_f1", needs="accuracy")
-def _macro_f1(records: list[dict]) -> float | None:
-    pairs = [(gold, choice_label(r.get("prediction") or "")) for r in records
+def _macro_f1(records: list[EvalRecord]) -> float | None:
+    pairs = [(gold, choice_label(r.prediction)) for r in records
              if (gold := _gold_label(r)) is not None]
     return macro_f1(pairs)
 
 
-def _steps(record: dict) -> list[dict] | None:
-    steps = (record.get("outputs") or {}).get("steps")
+def _steps(record: EvalRecord) -> list[dict[str, Any]] | None:
+    steps = record.outputs.get("steps")
     return steps if isinstance(steps, list) else None
 
 
-def _calls(steps: list[dict]) -> list[dict]:
+def _calls(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Steps that attempted a tool call (``valid_call`` is None only on a final answer)."""
     return [s for s in steps if s.get("valid_call") is not None]
 
 
 @register_metric("tool_calls")
-def _tool_calls(record: dict) -> float | None:
+def _tool_calls(record: EvalRecord) -> float | None:
     steps = _steps(record)
     return None if steps is None else float(len(_calls(steps)))
 
 
 @register_metric("agent_steps")
-def _agent_steps(record: dict) -> float | None:
+def _agent_steps(record: EvalRecord) -> float | None:
     steps = _steps(record)
     return None if steps is None else float(len(steps))
 
 
 @register_aggregate("tool_call_validity", needs="tool_calls")
-def _tool_call_validity(records: list[dict]) -> float | None:
+def _tool_call_validity(records: list[EvalRecord]) -> float | None:
     calls = [c for r in records for c in _calls(_steps(r) or [])]
     if not calls:
         return None

@@ -20,6 +20,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,7 @@ class RunFile:
 
     label: str
     path: Path
-    records: dict[str, dict]
+    records: dict[str, dict[str, Any]]
     dataset: str | None = None
     skipped_lines: int = 0
 
@@ -168,7 +169,7 @@ def paired_interval(diffs: np.ndarray, seed: int = 0,
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def _value(record: dict, name: str) -> float | None:
+def _value(record: dict[str, Any], name: str) -> float | None:
     value = record["metrics"].get(name)
     return None if value is None else float(value)
 
@@ -189,13 +190,14 @@ def _check_same_benchmark(runs: list[RunFile], ids: list[str]) -> None:
                     f"{run.label}: these are runs of different benchmarks")
 
 
-def _tokens_evaluated(record: dict) -> int:
+def _tokens_evaluated(record: dict[str, Any]) -> int:
     outputs = record.get("outputs") or {}
-    reused = outputs.get("tokens_prompted", 0) - outputs.get("tokens_evaluated", 0)
-    return record.get("tokens_in", 0) - reused
+    reused: int = outputs.get("tokens_prompted", 0) - outputs.get("tokens_evaluated", 0)
+    tokens_in: int = record.get("tokens_in", 0)
+    return tokens_in - reused
 
 
-def _cost(rows: list[dict]) -> Cost:
+def _cost(rows: list[dict[str, Any]]) -> Cost:
     def mean(values: list[float]) -> float:
         return float(np.mean(values))
 
@@ -206,14 +208,14 @@ def _cost(rows: list[dict]) -> Cost:
                 tokens_out=mean([r.get("tokens_out", 0) for r in rows]))
 
 
-def _node_seconds(rows: list[dict]) -> dict[str, float]:
+def _node_seconds(rows: list[dict[str, Any]]) -> dict[str, float]:
     nodes = list(dict.fromkeys(n for r in rows for n in r.get("node_latency_s") or {}))
     return {node: float(np.mean([(r.get("node_latency_s") or {}).get(node, 0.0)
                                  for r in rows])) for node in nodes}
 
 
-def _metric_stat(rows: list[dict], base_rows: list[dict], name: str, paired: bool,
-                 seed: int) -> MetricStat:
+def _metric_stat(rows: list[dict[str, Any]], base_rows: list[dict[str, Any]], name: str,
+                 paired: bool, seed: int) -> MetricStat:
     values = [_value(r, name) for r in rows]
     scored = [v for v in values if v is not None]
     mean = float(np.mean(scored)) if scored else None

@@ -35,8 +35,8 @@ def table_cells(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
             row.append(shown if stat.scored in (0, n) else f"{shown} (n={stat.scored})")
             if not index:
                 row.append("baseline")
-            elif stat.delta is None:
-                row.append("n/a")
+            elif stat.delta is None or stat.low is None or stat.high is None:
+                row.append("n/a")  # the three come together: no paired question, none
             else:
                 row.append(f"{_signed(stat.delta)} [{_signed(stat.low)}, {_signed(stat.high)}]")
         row.append(f"{run.won}/{run.lost}/{run.tied}" if index else "baseline")

@@ -1,45 +1,54 @@
 """Answer and retrieval metrics, registered by name so a run config can list them as strings.
 
 The scoring follows the published conventions (SQuAD normalisation, the HotpotQA official F1
-with its yes/no rule, ALCE's STR-EM for ASQA) so numbers are comparable with reported ones.
-Each registered metric scores one evaluation record, a dict with ``prediction``, ``answers``,
-``retrieved_ids``, ``gold_ids`` and optionally ``qa_pairs``, and returns ``None`` when the
-record carries nothing to score against, so such records are left out of averages rather than
-counted as zeros.
+with its yes/no rule, ALCE's STR-EM for ASQA) so numbers are comparable with reported ones;
+the text comparisons themselves are ``compose.text``'s. Each registered metric scores one
+:class:`~compose.eval.record.EvalRecord` (``prediction``, ``answers``, ``retrieved_ids``,
+``gold_ids``, optionally ``qa_pairs``...) and returns ``None`` when the record carries nothing
+to score against, so such records are left out of averages rather than counted as zeros.
 """
 
 from __future__ import annotations
 
 import re
-import string
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
-from compose.lookup import lookup
+from compose.eval.record import EvalRecord, as_record
+from compose.plugins import Registry
+from compose.text import answer_in, exact_match, normalize_answer, token_f1
 
-MetricFn = Callable[[dict], float | None]
-AggregateFn = Callable[[list[dict]], float | None]
+MetricFn = Callable[[EvalRecord], float | None]
+AggregateFn = Callable[[list[EvalRecord]], float | None]
 
-METRICS: dict[str, MetricFn] = {}
-AGGREGATES: dict[str, tuple[str, AggregateFn]] = {}
+BUILTIN_METRICS: dict[str, str] = {
+    "n_interpretations": "compose.eval.ambiguity_metrics",
+    "grounded_precision": "compose.eval.ambiguity_metrics",
+    "grounded_precision_verify": "compose.eval.ambiguity_metrics",
+    "str_em_answers": "compose.eval.ambiguity_metrics",
+    "accuracy": "compose.eval.choice_metrics",
+    "label_rate": "compose.eval.choice_metrics",
+    "tool_calls": "compose.eval.choice_metrics",
+    "agent_steps": "compose.eval.choice_metrics",
+}
+"""The benchmark-family metrics: name -> the file registering it, imported when first named."""
+BUILTIN_AGGREGATES: dict[str, str] = {
+    "macro_f1": "compose.eval.choice_metrics",
+    "tool_call_validity": "compose.eval.choice_metrics",
+}
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = str.maketrans("", "", string.punctuation)
+METRICS: Registry[MetricFn] = Registry("metric", "composerag.metrics", BUILTIN_METRICS)
+AGGREGATES: Registry[tuple[str, AggregateFn]] = Registry(
+    "aggregate metric", None, BUILTIN_AGGREGATES, identity=lambda entry: entry[1])
+"""Run-level metrics, as (the record metric they need, the function). Plugins add them with
+``register_aggregate`` in the file their ``composerag.metrics`` entry point loads."""
+
 _RECALL_NAME = re.compile(r"recall@(\d+)")
-_SPECIAL_ANSWERS = frozenset({"yes", "no", "noanswer"})
 
 
 def register_metric(name: str) -> Callable[[MetricFn], MetricFn]:
     """Decorator: add a record-level metric under ``name``; a name cannot be taken twice."""
-
-    def decorator(fn: MetricFn) -> MetricFn:
-        existing = METRICS.get(name)
-        if existing is not None and existing is not fn:
-            raise ValueError(f"metric name {name!r} is already registered")
-        METRICS[name] = fn
-        return fn
-
-    return decorator
+    return METRICS.register(name)
 
 
 def register_aggregate(name: str, needs: str) -> Callable[[AggregateFn], AggregateFn]:
@@ -48,43 +57,12 @@ def register_aggregate(name: str, needs: str) -> Callable[[AggregateFn], Aggrega
     metric ``needs``, so a benchmark opts in by declaring that metric."""
 
     def decorator(fn: AggregateFn) -> AggregateFn:
-        if name in METRICS or (name in AGGREGATES and AGGREGATES[name][1] is not fn):
+        if name in METRICS:
             raise ValueError(f"metric name {name!r} is already registered")
-        AGGREGATES[name] = (needs, fn)
+        AGGREGATES.add(name, (needs, fn))
         return fn
 
     return decorator
-
-
-def normalize_answer(s: str) -> str:
-    """SQuAD normalisation: lower-case, drop punctuation and articles, collapse whitespace."""
-    s = s.lower().translate(_PUNCTUATION)
-    return " ".join(_ARTICLES.sub(" ", s).split())
-
-
-def exact_match(prediction: str, answers: Sequence[str]) -> float:
-    """1.0 if the normalised prediction equals any normalised gold answer, else 0.0."""
-    normalized = normalize_answer(prediction)
-    return max((float(normalized == normalize_answer(a)) for a in answers), default=0.0)
-
-
-def _f1_single(prediction: str, answer: str) -> float:
-    """HotpotQA's official F1: a yes/no/noanswer on either side must match exactly."""
-    pred, gold = normalize_answer(prediction), normalize_answer(answer)
-    if (pred in _SPECIAL_ANSWERS or gold in _SPECIAL_ANSWERS) and pred != gold:
-        return 0.0
-    pred_tokens, gold_tokens = pred.split(), gold.split()
-    common = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
-    if common == 0:
-        return 0.0
-    precision = common / len(pred_tokens)
-    recall = common / len(gold_tokens)
-    return 2 * precision * recall / (precision + recall)
-
-
-def token_f1(prediction: str, answers: Sequence[str]) -> float:
-    """SQuAD token F1, the best over the gold answers."""
-    return max((_f1_single(prediction, a) for a in answers), default=0.0)
 
 
 def recall_at_k(retrieved_ids: Sequence[str], gold_ids: Iterable[str], k: int) -> float | None:
@@ -97,7 +75,7 @@ def recall_at_k(retrieved_ids: Sequence[str], gold_ids: Iterable[str], k: int) -
     return len(gold & set(retrieved_ids[:k])) / len(gold)
 
 
-def str_em(prediction: str, qa_pairs: Sequence[dict]) -> float:
+def str_em(prediction: str, qa_pairs: Sequence[Mapping[str, Any]]) -> float:
     """ASQA STR-EM: fraction of disambiguations whose any short answer occurs in the output.
 
     Matching is a substring test after normalisation, as in ALCE. A short answer that
@@ -105,24 +83,19 @@ def str_em(prediction: str, qa_pairs: Sequence[dict]) -> float:
     """
     if not qa_pairs:
         return 0.0
-    normalized = normalize_answer(prediction)
-    hits = 0
-    for pair in qa_pairs:
-        shorts = (normalize_answer(a) for a in pair.get("short_answers") or [])
-        hits += any(short and short in normalized for short in shorts)
+    hits = sum(any(answer_in(short, prediction) for short in pair.get("short_answers") or [])
+               for pair in qa_pairs)
     return hits / len(qa_pairs)
 
 
 @register_metric("em")
-def _em_metric(record: dict) -> float | None:
-    answers = record.get("answers") or []
-    return exact_match(record["prediction"], answers) if answers else None
+def _em_metric(record: EvalRecord) -> float | None:
+    return exact_match(record.prediction, record.answers) if record.answers else None
 
 
 @register_metric("f1")
-def _f1_metric(record: dict) -> float | None:
-    answers = record.get("answers") or []
-    return token_f1(record["prediction"], answers) if answers else None
+def _f1_metric(record: EvalRecord) -> float | None:
+    return token_f1(record.prediction, record.answers) if record.answers else None
 
 
 def recall_at(k: int) -> MetricFn:
@@ -132,74 +105,68 @@ def recall_at(k: int) -> MetricFn:
     name = f"recall@{k}"
     if name not in METRICS:
 
-        def metric(record: dict) -> float | None:
-            if record.get("retrieved_ids") is None:  # the graph never retrieved
+        def metric(record: EvalRecord) -> float | None:
+            if record.retrieved_ids is None:  # the graph never retrieved
                 return None
-            return recall_at_k(record["retrieved_ids"], record.get("gold_ids") or [], k)
+            return recall_at_k(record.retrieved_ids, record.gold_ids, k)
 
         metric.__name__ = f"recall_at_{k}"
         register_metric(name)(metric)
-    return METRICS[name]
+    return METRICS.get(name)
 
 
 recall_at(5)
 
 
 @register_metric("str_em")
-def _str_em_metric(record: dict) -> float | None:
-    qa_pairs = record.get("qa_pairs") or []
-    return str_em(record["prediction"], qa_pairs) if qa_pairs else None
+def _str_em_metric(record: EvalRecord) -> float | None:
+    return str_em(record.prediction, record.qa_pairs) if record.qa_pairs else None
 
 
 def get_metric(name: str) -> MetricFn:
     """Look a metric up by name; ``recall@K`` for any K is created on demand."""
     if name not in METRICS and (match := _RECALL_NAME.fullmatch(name)):
         return recall_at(int(match.group(1)))
-    return lookup(METRICS, name, "metric")
+    return METRICS.get(name)
 
 
-def compute_metrics(record: dict, names: Iterable[str]) -> dict[str, float | None]:
-    """Score one record with each named metric."""
-    return {name: get_metric(name)(record) for name in names}
+def compute_metrics(record: EvalRecord | Mapping[str, Any],
+                    names: Iterable[str]) -> dict[str, float | None]:
+    """Score one record (or its JSON form) with each named metric."""
+    scored = as_record(record)
+    return {name: get_metric(name)(scored) for name in names}
 
 
 @register_metric("ungrounded")
-def _ungrounded_metric(record: dict) -> float | None:
+def _ungrounded_metric(record: EvalRecord) -> float | None:
     """1 when a (non-abstained) answer occurs in none of the passages it cites; no citation
     counts as ungrounded. Needs ``cited_texts``."""
-    if (record.get("outputs") or {}).get("interpretations") is not None:
+    if record.outputs.get("interpretations") is not None:
         return None  # a listing of readings: scored per reading by grounded_precision
-    if record.get("abstained") or "cited_texts" not in record:
+    if record.abstained or record.cited_texts is None:
         return None
-    prediction = normalize_answer(record["prediction"])
-    if not prediction:
+    if not normalize_answer(record.prediction):
         return None
-    cited = (normalize_answer(text) for text in record["cited_texts"])
-    return 0.0 if any(prediction in text for text in cited) else 1.0
+    return 0.0 if any(answer_in(record.prediction, text)
+                      for text in record.cited_texts) else 1.0
 
 
 @register_metric("ungrounded_judge")
-def _ungrounded_judge_metric(record: dict) -> float | None:
+def _ungrounded_judge_metric(record: EvalRecord) -> float | None:
     """The ``verify`` module's verdict on the final answer and its cited passages."""
-    verdict = record.get("judge_grounded")
-    if verdict is None or record.get("abstained"):
+    if record.judge_grounded is None or record.abstained:
         return None
-    return 0.0 if verdict else 1.0
+    return 0.0 if record.judge_grounded else 1.0
 
 
 @register_metric("citation_precision")
-def _citation_precision_metric(record: dict) -> float | None:
-    cited = record.get("citations") or []
-    gold = set(record.get("gold_ids") or [])
-    if not cited or not gold:
+def _citation_precision_metric(record: EvalRecord) -> float | None:
+    gold = set(record.gold_ids)
+    if not record.citations or not gold:
         return None
-    return sum(1 for c in cited if c in gold) / len(cited)
+    return sum(1 for c in record.citations if c in gold) / len(record.citations)
 
 
 @register_metric("abstained")
-def _abstained_metric(record: dict) -> float | None:
-    return float(bool(record["abstained"])) if "abstained" in record else None
-
-
-# Benchmark-family metrics register themselves on import.
-from compose.eval import ambiguity_metrics, choice_metrics  # noqa: E402, F401
+def _abstained_metric(record: EvalRecord) -> float | None:
+    return None if record.abstained is None else float(record.abstained)

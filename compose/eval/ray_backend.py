@@ -15,7 +15,7 @@ one cache per machine or ``--no-cache``).
 
 Usage::
 
-    for record in evaluate_on_ray(todo, EvalJob(graph="naive_rag", dataset=...), workers=4):
+    for record in evaluate_on_ray(todo, config.for_workers(), metric_names):
         ...
 """
 
@@ -27,44 +27,37 @@ from collections.abc import Iterator
 from typing import Any
 
 import ray
-from pydantic import BaseModel
 from ray.util import ActorPool
 
 from compose.corpus import QAItem
+from compose.eval.config import EvalConfig
 
 
-class EvalJob(BaseModel):
-    """Everything a worker needs to rebuild the driver's graph on its own machine."""
+class Worker:
+    """One Ray actor: rebuilds the driver's graph from its config (paths made absolute by
+    :meth:`EvalConfig.for_workers`) on its own machine, then answers questions."""
 
-    graph: str
-    dataset: str
-    overrides: list[str] = []
-    cache: bool = True
-    cache_path: str | None = None
-    index_root: str | None = None
-    recall_k: int = 5
-    judge: bool = False
-    metric_names: list[str]
-
-
-@ray.remote
-class EvalWorker:
-    def __init__(self, job: EvalJob) -> None:
+    def __init__(self, config: EvalConfig, metric_names: list[str]) -> None:
         from compose.api import load_graph
         from compose.corpora.benchmarks import load_benchmark
         from compose.retrieval.store import ensure_index
 
-        data = load_benchmark(job.dataset)
-        index = ensure_index(data.corpus, data.name, root=job.index_root, show_progress=False)
-        self.job = job
-        self.graph = load_graph(job.graph, index=index, overrides=job.overrides,
-                                cache=job.cache, cache_path=job.cache_path)
+        data = load_benchmark(config.dataset)
+        index = ensure_index(data.corpus, data.name, root=config.index_root,
+                             show_progress=False)
+        self.config = config
+        self.metric_names = metric_names
+        self.graph = load_graph(config.graph, index=index, overrides=config.overrides,
+                                cache=config.cache, cache_path=config.cache_path)
 
     def evaluate(self, item: dict[str, Any]) -> dict[str, Any]:
-        from compose.eval.runner import evaluate_one
+        from compose.eval.question import evaluate_one
 
-        return evaluate_one(self.graph, QAItem.model_validate(item), self.job.recall_k,
-                            self.job.metric_names, self.job.judge)
+        return evaluate_one(self.graph, QAItem.model_validate(item), self.config.recall_k,
+                            self.metric_names, self.config.judge)
+
+
+EvalWorker = ray.remote(Worker)
 
 
 def worker_threads_env(cpus_per_worker: float) -> dict[str, str]:
@@ -87,16 +80,17 @@ def start_ray(address: str | None, cpus_needed: int) -> None:
         ray.init(num_cpus=max(os.cpu_count() or 1, cpus_needed), **options)
 
 
-def evaluate_on_ray(todo: list[QAItem], job: EvalJob, *, workers: int,
-                    address: str | None = None, cpus_per_worker: float = 1.0
-                    ) -> Iterator[dict[str, Any]]:
-    """Yield one record per question of ``todo``, in order."""
+def evaluate_on_ray(todo: list[QAItem], config: EvalConfig, metric_names: list[str], *,
+                    cpus_per_worker: float = 1.0) -> Iterator[dict[str, Any]]:
+    """Yield one record per question of ``todo``, in order, from ``config.workers`` actors
+    (on the cluster at ``config.ray_address``, or a private local instance)."""
+    workers = config.workers
     if workers < 1:
         raise ValueError("--workers must be at least 1")
-    start_ray(address, int(workers * cpus_per_worker + 0.999))
-    actors = [EvalWorker.options(num_cpus=cpus_per_worker,
+    start_ray(config.ray_address, int(workers * cpus_per_worker + 0.999))
+    actors: list[Any] = [EvalWorker.options(num_cpus=cpus_per_worker,
                                  runtime_env={"env_vars": worker_threads_env(cpus_per_worker)}
-                                 ).remote(job) for _ in range(workers)]
+                                 ).remote(config, metric_names) for _ in range(workers)]
     try:
         pool = ActorPool(actors)
         yield from pool.map(lambda actor, item: actor.evaluate.remote(item.model_dump()), todo)

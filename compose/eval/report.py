@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from statistics import mean
+from typing import Any
 
 from pydantic import BaseModel, Field
 from rich.table import Table
 
 from compose.eval.metrics import AGGREGATES
+from compose.eval.record import EvalRecord, as_record
 
 
 class EvalSummary(BaseModel):
@@ -28,32 +31,33 @@ def _mean(values: list[float]) -> float | None:
     return mean(values) if values else None
 
 
-def summarize(records: list[dict]) -> EvalSummary:
-    names = sorted({name for r in records for name in r.get("metrics", {})})
+def summarize(records: Sequence[EvalRecord | Mapping[str, Any]]) -> EvalSummary:
+    """Means per question over ``records`` (or their JSON form), run-level metrics included."""
+    rows = [as_record(r) for r in records]
+    names = sorted({name for r in rows for name in r.metrics})
     metrics = {
-        name: _mean([r["metrics"][name] for r in records
-                     if r["metrics"].get(name) is not None])
+        name: _mean([value for r in rows if (value := r.metrics.get(name)) is not None])
         for name in names
     }
-    for name, (needs, aggregate) in sorted(AGGREGATES.items()):
+    for name, (needs, aggregate) in AGGREGATES.items():
         if needs in names:
-            metrics[name] = aggregate(records)
+            metrics[name] = aggregate(rows)
     node_time: dict[str, float] = {}
-    for record in records:
-        for node, seconds in record.get("node_latency_s", {}).items():
+    for row in rows:
+        for node, seconds in row.node_latency_s.items():
             node_time[node] = node_time.get(node, 0.0) + seconds
     total_node = sum(node_time.values()) or 1.0
-    calls = sum(r.get("module_calls", 0) for r in records) or 1
+    calls = sum(r.module_calls for r in rows) or 1
     return EvalSummary(
-        questions=len(records),
-        errors=sum(1 for r in records if r.get("error")),
-        cited=sum(1 for r in records if r.get("citations")),
+        questions=len(rows),
+        errors=sum(1 for r in rows if r.error),
+        cited=sum(1 for r in rows if r.citations),
         metrics=metrics,
-        llm_calls=_mean([r.get("llm_calls", 0) for r in records]) or 0.0,
-        tokens_in=_mean([r.get("tokens_in", 0) for r in records]) or 0.0,
-        tokens_out=_mean([r.get("tokens_out", 0) for r in records]) or 0.0,
-        wall_s=_mean([r.get("wall_s", 0.0) for r in records]) or 0.0,
-        cache_hit_rate=sum(r.get("cache_hits", 0) for r in records) / calls,
+        llm_calls=_mean([r.llm_calls for r in rows]) or 0.0,
+        tokens_in=_mean([r.tokens_in for r in rows]) or 0.0,
+        tokens_out=_mean([r.tokens_out for r in rows]) or 0.0,
+        wall_s=_mean([r.wall_s for r in rows]) or 0.0,
+        cache_hit_rate=sum(r.cache_hits for r in rows) / calls,
         node_share={node: t / total_node for node, t in sorted(node_time.items())},
     )
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -46,7 +47,7 @@ class ResultsScan:
     """What a results file holds: its intact records, the damaged lines skipped (left in the
     file), the torn last line (to be cut) and how many leading bytes to keep."""
 
-    records: list[dict] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
     damaged: list[DamagedLine] = field(default_factory=list)
     torn: DamagedLine | None = None
     keep_bytes: int = 0
@@ -68,7 +69,7 @@ def results_lock(out: Path) -> Iterator[None]:
         yield
 
 
-def parse_line(raw: bytes) -> dict | str:
+def parse_line(raw: bytes) -> dict[str, Any] | str:
     """The record on one line, or why there is none."""
     try:
         text = raw.decode("utf-8")
@@ -108,7 +109,7 @@ def scan_results(data: bytes) -> ResultsScan:
     return scan
 
 
-def read_done(path: Path) -> list[dict]:
+def read_done(path: Path) -> list[dict[str, Any]]:
     """Every intact record of ``path``. Each damaged line is reported on stderr as
     ``path:line`` and skipped (it stays in the file); a torn last line is reported and cut,
     so appending resumes on a clean line. A file with lines but not one record (``--out``

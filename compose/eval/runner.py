@@ -6,31 +6,39 @@ torn last line, skips the ids already present and appends the rest. A sidecar ``
 records what the file was produced with, and a resume with different settings is refused
 instead of mixing results. The file is locked for the whole run, reading it keeps every
 intact record around a damaged line (``compose.eval.results_file``).
+
+A run goes through four steps, each its own function: :func:`prepare` (benchmark, index,
+graph, metrics), :func:`resume` (what the file already holds), :func:`execute` (the questions
+left, locally or on Ray) and :func:`write` (each record as it comes).
+
+Usage::
+
+    records = run_evaluation(EvalConfig(graph="naive_rag", dataset="demo", out=path))
+    records = run_eval("naive_rag", "demo", out=path, limit=10)  # the same, as JSON dicts
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-from pydantic_core import to_jsonable_python
+from pydantic import ValidationError
 
-from compose.api import load_graph
+from compose.api import ComposeGraph, load_graph
 from compose.corpora.benchmarks import load_benchmark
-from compose.corpus import QAItem
-from compose.eval.metrics import compute_metrics, normalize_answer
+from compose.corpus import BenchmarkData, Passage, QAItem
+from compose.eval.config import EvalConfig, ResultsMeta
+from compose.eval.metrics import compute_metrics
 from compose.eval.progress import EvalProgress
-from compose.eval.results_file import drop_records, read_done, results_lock
-from compose.modules.answer import UNKNOWN
+from compose.eval.question import evaluate_one
+from compose.eval.record import EvalRecord
+from compose.eval.results_file import ResultsFileError, drop_records, read_done, results_lock
+from compose.eval.writer import ResultsWriter
 from compose.retrieval.store import ensure_index
-from compose.trace import totals
-
-RETRIEVAL_MODULES = {"retrieve"}
+from compose.text import is_abstention
 
 
 class ResumeMismatchError(ValueError):
@@ -47,148 +55,30 @@ class EvalInterrupted(KeyboardInterrupt):
         self.out, self.saved, self.total = out, saved, total
 
 
-class EvalSettings(BaseModel):
-    graph: str
-    dataset: str
-    limit: int | None
-    overrides: list[str]
-    spec_sha: str
-    model: str
-    recall_k: int
-    judge: bool = False
+@dataclass
+class PreparedRun:
+    """What the steps after :func:`prepare` share: the config, the benchmark and the
+    questions asked of it, the loaded graph, the sidecar to match and the metrics to score."""
+
+    config: EvalConfig
+    data: BenchmarkData
+    questions: list[QAItem]
+    graph: ComposeGraph
+    meta: ResultsMeta
+    metric_names: list[str]
 
 
-def retrieved_ids(trace: list[dict], k: int) -> list[str] | None:
-    """The first ``k`` passages of every retrieval call in the run, pooled in order; None
-    when nothing was retrieved at all (recall is then not applicable)."""
-    calls = [e for e in trace if e.get("module") in RETRIEVAL_MODULES]
-    if not calls:
-        return None
-    ids: list[str] = []
-    for event in calls:
-        for passage in (event.get("output") or {}).get("passages", [])[:k]:
-            if passage["id"] not in ids:
-                ids.append(passage["id"])
-    return ids
+def run_eval(graph: str, dataset: str, *, out: str | Path, **settings: Any
+             ) -> list[dict[str, Any]]:
+    """Run (or resume) an evaluation given as keywords (the fields of :class:`EvalConfig`);
+    returns every record of the results file for the questions asked, as JSON."""
+    config = EvalConfig(graph=graph, dataset=dataset, out=Path(out), **settings)
+    return [record.to_json() for record in run_evaluation(config)]
 
 
-def retrieved_passages(trace: list[dict]) -> dict[str, dict]:
-    """Every passage any retrieval call returned in the run, by id."""
-    return {p["id"]: p for event in trace if event.get("module") in RETRIEVAL_MODULES
-            for p in (event.get("output") or {}).get("passages", [])}
-
-
-def judge_grounding(graph, question: str, answer: str, passages: list[dict]) -> tuple[bool, int]:
-    """The verify module's verdict on a final answer; returns (grounded, LLM calls made)."""
-    from compose.modules.verify import Verify
-
-    ctx = graph.runtime.context()
-    verdict = Verify(mode="llm")({"question": question, "answer": answer,
-                                  "passages": passages}, ctx)
-    return verdict.grounded, ctx.stats.llm_calls
-
-
-def graph_outputs(graph, state: dict) -> dict[str, Any]:
-    """The graph's declared outputs besides the answer and citations, as plain JSON, so
-    graph-specific metrics (interpretations, tool calls) can score them later."""
-    skip = {"answer", "citations"}
-    return to_jsonable_python({name: state.get(name) for name in graph.spec.outputs
-                               if name not in skip and name in state}, fallback=str)
-
-
-def append_line(path: Path, data: dict) -> None:
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(data, ensure_ascii=False) + "\n")
-
-
-def open_results(out: Path, settings: EvalSettings, *, restart: bool,
-                 retry_errors: bool) -> list[dict]:
-    """The records already in ``out`` that count as done, after refusing a resume with other
-    settings; the caller holds the file's lock. The sidecar is written only once the file
-    has been read, so a file refused as not-results gets none."""
-    meta_path = out.with_suffix(".meta.json")
-    if restart:
-        out.unlink(missing_ok=True)
-    if out.exists() and meta_path.exists():
-        previous = EvalSettings.model_validate_json(meta_path.read_text())
-        if previous.model_dump(exclude={"limit"}) != settings.model_dump(exclude={"limit"}):
-            raise ResumeMismatchError(
-                f"{out} was produced with other settings ({previous.model_dump()}); "
-                "pass --restart to start over or choose another --out"
-            )
-    done = read_done(out)
-    meta_path.write_text(settings.model_dump_json(indent=2))
-    failed = {r["id"] for r in done if r.get("error")}
-    if retry_errors and failed:
-        drop_records(out, failed)
-        done = [r for r in done if r["id"] not in failed]
-    return done
-
-
-def evaluate_one(graph, item: QAItem, recall_k: int, metric_names: list[str],
-                 judge: bool = False) -> dict[str, Any]:
-    started = time.perf_counter()
-    record: dict[str, Any] = {"id": item.id, "question": item.question, "answers": item.answers,
-                              "gold_ids": item.gold_ids, "error": None}
-    trace: list[dict] = []
-    state: dict[str, Any] = {}
-    try:
-        state = graph.invoke({"question": item.question})
-        trace = state.get("trace", [])
-    except Exception as exc:  # recorded, never dropped: the table counts errors
-        record["error"] = f"{type(exc).__name__}: {exc}"
-    record["prediction"] = str(state.get("answer") or "")
-    record["outputs"] = graph_outputs(graph, state)
-    record["citations"] = state.get("citations") or []
-    record["abstained"] = bool(state.get("abstained")) or normalize_answer(
-        record["prediction"]) in ("", UNKNOWN)
-    record["trace"] = trace
-    record["retrieved_ids"] = retrieved_ids(trace, recall_k)
-    pool = retrieved_passages(trace)
-    cited = [pool[c] for c in record["citations"] if c in pool]
-    record["cited_texts"] = [f"{p['title']} {p['text']}" for p in cited]
-    if judge and not record["abstained"] and not record["error"]:
-        record["judge_grounded"], record["judge_llm_calls"] = judge_grounding(
-            graph, item.question, record["prediction"], cited)
-    if "qa_pairs" in item.meta:
-        record["qa_pairs"] = item.meta["qa_pairs"]
-    spent = totals(trace)
-    record.update(
-        llm_calls=spent.llm_calls,
-        tokens_in=spent.tokens_in,
-        tokens_out=spent.tokens_out,
-        generator_s=round(spent.generator_s, 4),
-        retriever_s=round(spent.retriever_s, 4),
-        node_latency_s={k: round(v, 4) for k, v in spent.node_latency_s.items()},
-        module_calls=len(trace),
-        cache_hits=sum(1 for e in trace if e.get("cache_hit")),
-        wall_s=round(time.perf_counter() - started, 4),
-    )
-    record["metrics"] = compute_metrics(record, metric_names)
-    return record
-
-
-def run_eval(
-    graph_name: str,
-    dataset: str,
-    *,
-    out: str | Path,
-    limit: int | None = None,
-    overrides: list[str] | None = None,
-    cache: bool = True,
-    cache_path: str | None = None,
-    index_root: str | Path | None = None,
-    recall_k: int = 5,
-    restart: bool = False,
-    judge: bool = False,
-    save_traces: bool = False,
-    show_progress: bool = True,
-    backend: str = "local",
-    workers: int = 1,
-    ray_address: str | None = None,
-    retry_errors: bool = False,
-) -> list[dict]:
-    """Run (or resume) an evaluation; returns every record in the results file.
+def run_evaluation(config: EvalConfig) -> list[EvalRecord]:
+    """Run (or resume) an evaluation; returns every record in the results file for the
+    questions asked, rescored.
 
     ``backend="ray"`` spreads the questions over ``workers`` Ray actors (a local instance,
     or the cluster at ``ray_address``); the file written is the same either way.
@@ -197,89 +87,129 @@ def run_eval(
     ``show_progress`` reports on stderr (a bar on a terminal, plain lines elsewhere, and
     "resuming: N of M done"). Ctrl-C raises :class:`EvalInterrupted`, which counts what was
     saved."""
-    if backend not in ("local", "ray"):
-        raise ValueError(f"unknown eval backend {backend!r}; use local or ray")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with results_lock(out):  # held until the last record is written
-        data = load_benchmark(dataset)
-        questions = data.questions[:limit] if limit else data.questions
-        index = ensure_index(data.corpus, data.name, root=index_root,
-                             show_progress=show_progress)
-        graph = load_graph(graph_name, index=index, overrides=overrides, cache=cache,
-                           cache_path=cache_path)
-        settings = EvalSettings(
-            graph=graph_name, dataset=dataset, limit=limit, overrides=overrides or [],
-            spec_sha=hashlib.sha256(graph.spec.model_dump_json().encode()).hexdigest()[:16],
-            model=graph.spec.generator.model, recall_k=recall_k, judge=judge,
-        )
-        traces_path = out.with_suffix(".traces.jsonl")
-        done = open_results(out, settings, restart=restart, retry_errors=retry_errors)
-        done_ids = {r["id"] for r in done}
-        metric_names = ["em", "f1", f"recall@{recall_k}", "ungrounded", "citation_precision",
-                        "abstained"]
-        if judge:
-            metric_names.append("ungrounded_judge")
-        if any("qa_pairs" in q.meta for q in questions):
-            metric_names.append("str_em")
-        metric_names += [name for name in data.metrics if name not in metric_names]
-        todo = [q for q in questions if q.id not in done_ids]
-        if backend == "ray" and todo:
-            from compose.eval.ray_backend import EvalJob, evaluate_on_ray
-
-            job = EvalJob(graph=_absolute(graph_name), dataset=_absolute_dataset(dataset),
-                          overrides=overrides or [], cache=cache,
-                          cache_path=_absolute(cache_path) if cache_path else None,
-                          index_root=_absolute(index_root) if index_root else None,
-                          recall_k=recall_k, judge=judge, metric_names=metric_names)
-            results = evaluate_on_ray(todo, job, workers=workers, address=ray_address)
-        else:
-            results = (evaluate_one(graph, item, recall_k, metric_names, judge)
-                       for item in todo)
-        wanted = {q.id for q in questions}
-        try:
-            with open(out, "a", encoding="utf-8") as handle, EvalProgress(
-                f"{graph_name} on {data.name}", len(questions), len(questions) - len(todo),
-                enabled=show_progress,
-            ) as progress:
-                for record in results:
-                    trace = record.pop("trace")
-                    if save_traces:
-                        append_line(traces_path, {"id": record["id"],
-                                                  "question": record["question"],
-                                                  "trace": trace})
-                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                    done.append(record)
-                    progress.advance(failed=bool(record["error"]))
-        except KeyboardInterrupt:
-            saved = sum(1 for r in done if r["id"] in wanted)
-            raise EvalInterrupted(out, saved, len(questions)) from None
-        corpus = {p.id: p for p in data.corpus}
-        return [rescore(r, corpus, metric_names) for r in done if r["id"] in wanted]
+    config.out.parent.mkdir(parents=True, exist_ok=True)
+    with results_lock(config.out):  # held until the last record is written
+        run = prepare(config)
+        done = resume(run)
+        done_ids = {r.id for r in done}
+        todo = [q for q in run.questions if q.id not in done_ids]
+        write(run, execute(run, todo), done, pending=len(todo))
+        corpus = {p.id: p for p in run.data.corpus}
+        wanted = {q.id for q in run.questions}
+        return [rescore(r, corpus, run.metric_names) for r in done if r.id in wanted]
 
 
-def _absolute(path: str | Path) -> str:
-    """A path as workers in other directories (or machines) must see it; names stay names."""
-    return str(Path(path).resolve()) if Path(path).exists() else str(path)
+def prepare(config: EvalConfig) -> PreparedRun:
+    """Load the benchmark, its index and the graph, and fix the metrics, before the results
+    file is read: whatever bad input can break fails here, with nothing written."""
+    data = load_benchmark(config.dataset)
+    questions = data.questions[:config.limit] if config.limit else data.questions
+    index = ensure_index(data.corpus, data.name, root=config.index_root,
+                         show_progress=config.show_progress)
+    graph = load_graph(config.graph, index=index, overrides=config.overrides,
+                       cache=config.cache, cache_path=config.cache_path)
+    meta = ResultsMeta(
+        **config.settings(), model=graph.spec.generator.model,
+        spec_sha=hashlib.sha256(graph.spec.model_dump_json().encode()).hexdigest()[:16])
+    return PreparedRun(config, data, questions, graph, meta,
+                       metric_names(config, data, questions))
 
 
-def _absolute_dataset(spec: str) -> str:
-    name, sep, path = spec.partition(":")
-    return f"{name}:{_absolute(path)}" if sep else spec
+def metric_names(config: EvalConfig, data: BenchmarkData, questions: list[QAItem]) -> list[str]:
+    """The metrics every run reports, then those the settings and the benchmark call for."""
+    names = ["em", "f1", f"recall@{config.recall_k}", "ungrounded", "citation_precision",
+             "abstained"]
+    if config.judge:
+        names.append("ungrounded_judge")
+    if any("qa_pairs" in q.meta for q in questions):
+        names.append("str_em")
+    names += [name for name in data.metrics if name not in names]
+    return names
 
 
-def rescore(record: dict, corpus: dict, metric_names: list[str]) -> dict:
+def resume(run: PreparedRun) -> list[EvalRecord]:
+    """The records of earlier attempts that count as done, typed: the results file is read
+    once, here, and a record that does not fit the schema is refused by its id rather than
+    scored wrongly later."""
+    out = run.config.out
+    done = open_results(out, run.meta, restart=run.config.restart,
+                        retry_errors=run.config.retry_errors)
+    try:
+        return [EvalRecord.model_validate(line) for line in done]
+    except ValidationError as exc:
+        raise ResultsFileError(f"{out} holds a record that is not an evaluation record: "
+                               f"{exc}") from None
+
+
+def open_results(out: Path, meta: ResultsMeta, *, restart: bool,
+                 retry_errors: bool) -> list[dict[str, Any]]:
+    """The records already in ``out`` that count as done, after refusing a resume with other
+    settings; the caller holds the file's lock. The sidecar is written only once the file
+    has been read, so a file refused as not-results gets none."""
+    meta_path = out.with_suffix(".meta.json")
+    if restart:
+        out.unlink(missing_ok=True)
+    if out.exists() and meta_path.exists():
+        previous = ResultsMeta.model_validate_json(meta_path.read_text())
+        if previous.model_dump(exclude={"limit"}) != meta.model_dump(exclude={"limit"}):
+            raise ResumeMismatchError(
+                f"{out} was produced with other settings ({previous.model_dump()}); "
+                "pass --restart to start over or choose another --out"
+            )
+    done = read_done(out)
+    meta_path.write_text(meta.model_dump_json(indent=2))
+    failed = {r["id"] for r in done if r.get("error")}
+    if retry_errors and failed:
+        drop_records(out, failed)
+        done = [r for r in done if r["id"] not in failed]
+    return done
+
+
+def execute(run: PreparedRun, todo: list[QAItem]) -> Iterator[dict[str, Any]]:
+    """The records of ``todo``, in question order, as they are answered - lazily, so that
+    each is written as soon as it exists - here or on Ray workers (each with its own graph)."""
+    config = run.config
+    if config.backend == "ray" and todo:
+        from compose.eval.ray_backend import evaluate_on_ray
+
+        return evaluate_on_ray(todo, config.for_workers(), run.metric_names)
+    return (evaluate_one(run.graph, item, config.recall_k, run.metric_names, config.judge)
+            for item in todo)
+
+
+def write(run: PreparedRun, results: Iterable[dict[str, Any]], done: list[EvalRecord], *,
+          pending: int) -> None:
+    """Append each new record to the results file (its trace to the traces file, when kept)
+    the moment it arrives, and to ``done``; progress counts the ``pending`` questions. Ctrl-C
+    is turned into :class:`EvalInterrupted`, which says how many results are safe."""
+    config = run.config
+    total = len(run.questions)
+    try:
+        with ResultsWriter(config.out, config.traces_path if config.save_traces else None
+                           ) as writer, EvalProgress(f"{config.graph} on {run.data.name}",
+                                                     total, total - pending,
+                                                     enabled=config.show_progress) as progress:
+            for line in results:
+                trace = line.pop("trace")
+                record = EvalRecord.model_validate(line)
+                writer.write(record, trace)
+                done.append(record)
+                progress.advance(failed=bool(record.error))
+    except KeyboardInterrupt:
+        wanted = {q.id for q in run.questions}
+        saved = sum(1 for r in done if r.id in wanted)
+        raise EvalInterrupted(config.out, saved, total) from None
+
+
+def rescore(record: EvalRecord, corpus: dict[str, Passage],
+            metric_names: list[str]) -> EvalRecord:
     """Recompute metrics, so records written by an older version (without ``cited_texts``
     or ``abstained``) are scored like new ones; the corpus supplies cited texts by id."""
-    record = dict(record)
-    if "cited_texts" not in record:
-        record["cited_texts"] = [f"{corpus[c].title} {corpus[c].text}"
-                                 for c in record.get("citations", []) if c in corpus]
-    if "abstained" not in record:
-        record["abstained"] = normalize_answer(record["prediction"]) in ("", UNKNOWN)
-    record["metrics"] = compute_metrics(record, metric_names)
+    record = record.model_copy()
+    if record.cited_texts is None:
+        record.cited_texts = [f"{corpus[c].title} {corpus[c].text}"
+                              for c in record.citations if c in corpus]
+    if record.abstained is None:
+        record.abstained = is_abstention(record.prediction)
+    record.metrics = compute_metrics(record, metric_names)
     return record
-
-

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -65,7 +66,8 @@ class AdapterManifest(BaseModel):
     outtype: str
     adapter_sha256: str
     converter: str = Field(description="The llama.cpp conversion script that wrote the file.")
-    recipe: dict = Field(default_factory=dict, description="Training settings, free-form.")
+    recipe: dict[str, Any] = Field(default_factory=dict,
+                                   description="Training settings, free-form.")
 
 
 class ResolvedAdapter(BaseModel):
@@ -170,7 +172,7 @@ def _signature(path: str, size: int, mtime_ns: int) -> BaseSignature:
             architecture=architecture, n_layer=int(metadata[f"{architecture}.block_count"]),
             n_embd=int(metadata[f"{architecture}.embedding_length"]), n_vocab=model.n_vocab())
     finally:
-        model.close()
+        model.close()  # type: ignore[no-untyped-call]  # llama_cpp leaves it unannotated
 
 
 def gguf_signature(path: Path) -> BaseSignature:

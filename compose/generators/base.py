@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -47,7 +47,7 @@ class Generation(BaseModel):
 
 
 def generation_from_chat_response(
-    data: dict, *, latency_s: float, model: str, constrained: bool, logprobs: bool
+    data: dict[str, Any], *, latency_s: float, model: str, constrained: bool, logprobs: bool
 ) -> Generation:
     """Read an OpenAI-format chat completion (llama.cpp returns the same shape)."""
     choice = data["choices"][0]
@@ -93,7 +93,7 @@ class Generator(Protocol):
         self,
         messages: list[Message],
         *,
-        json_schema: dict | None = None,
+        json_schema: dict[str, Any] | None = None,
         max_tokens: int = 256,
         temperature: float = 0.0,
         logprobs: bool = False,
@@ -169,17 +169,18 @@ class TextStream:
             self._on_text(piece)
 
 
-def context_size(generator) -> int | None:
+def context_size(generator: object) -> int | None:
     """How many tokens the backend's context window holds (prompt and answer together), or
     None for a backend that does not say (a remote server, a scripted generator). A server
     checks a request's text against it before running a graph whose prompt cannot fit."""
-    size = getattr(generator, "context_size", None)
+    size: Callable[[], int | None] | None = getattr(generator, "context_size", None)
     return size() if size is not None else None
 
 
-def exclusive(generator) -> AbstractContextManager:
+def exclusive(generator: object) -> AbstractContextManager[object]:
     """Hold a backend for a run of calls so no other thread's call lands in between: a
     stateful backend (llama.cpp) then keeps the shared prompt prefix's KV state from one call
     to the next. A no-op for backends without such state."""
-    hold = getattr(generator, "exclusive", None)
+    hold: Callable[[], AbstractContextManager[object]] | None = getattr(
+        generator, "exclusive", None)
     return hold() if hold is not None else nullcontext()

@@ -76,7 +76,8 @@ def amx_usable() -> bool:
     if not sys.platform.startswith("linux") or os.uname().machine != "x86_64":
         return False
     libc = ctypes.CDLL(None, use_errno=True)
-    return libc.syscall(_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA) == 0
+    status: int = libc.syscall(_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA)
+    return status == 0
 
 
 def variant_score(path: Path) -> int:

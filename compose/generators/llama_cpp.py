@@ -31,6 +31,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any, cast
 
 from compose.config import GeneratorConfig
 from compose.generators.adapters import refused_by_llama, resolve_adapter
@@ -48,11 +49,14 @@ from compose.generators.llama_decode import ChatTemplate, greedy_decode
 from compose.generators.llama_parallel import ParallelAnswers, ShortAnswer
 from compose.generators.models import known_models, resolve_gguf
 
+if TYPE_CHECKING:  # llama_cpp loads its shared library on import: only where it is used
+    from llama_cpp import Llama
+
 
 class LlamaCppGenerator:
     supports_json_schema = True
 
-    def __init__(self, llama, model_id: str, *, logprobs_enabled: bool, n_threads: int = 1,
+    def __init__(self, llama: Llama, model_id: str, *, logprobs_enabled: bool, n_threads: int = 1,
                  flash_attn: bool = False, parallel_sequences: int = 1) -> None:
         self.llama = llama
         self.model_id = model_id
@@ -139,7 +143,7 @@ class LlamaCppGenerator:
         self,
         messages: list[Message],
         *,
-        json_schema: dict | None = None,
+        json_schema: dict[str, Any] | None = None,
         max_tokens: int = 256,
         temperature: float = 0.0,
         logprobs: bool = False,
@@ -169,10 +173,11 @@ class LlamaCppGenerator:
             self._template = ChatTemplate(self.llama)
         return self._template
 
-    def _sampled(self, messages, json_schema, max_tokens, temperature, logprobs, stop,
-                 started, on_text: Callable[[str], None] | None = None) -> Generation:
+    def _sampled(self, messages: list[Message], json_schema: dict[str, Any] | None,
+                 max_tokens: int, temperature: float, logprobs: bool, stop: list[str] | None,
+                 started: float, on_text: Callable[[str], None] | None = None) -> Generation:
         """Temperature above 0: llama-cpp-python's own sampling chain."""
-        kwargs: dict = {
+        kwargs: dict[str, Any] = {
             "messages": [m.model_dump() for m in messages],
             "max_tokens": max_tokens,
             "temperature": temperature,
@@ -190,7 +195,9 @@ class LlamaCppGenerator:
                                               *(stop or [])])
             try:
                 with _sampled_tokens(self.llama, stream) if stream else nullcontext():
-                    response = self.llama.create_chat_completion(**kwargs)
+                    # without stream=True the reply is one response object
+                    response = cast("dict[str, Any]",
+                                    self.llama.create_chat_completion(**kwargs))
             except ValueError as exc:  # the prompt is longer than the context window
                 raise ContextOverflowError(f"llama.cpp: {exc}",
                                            limit=self.llama.n_ctx()) from exc
@@ -209,7 +216,7 @@ class LlamaCppGenerator:
 
 
 @contextmanager
-def _sampled_tokens(llama, stream: TextStream) -> Iterator[None]:
+def _sampled_tokens(llama: Llama, stream: TextStream) -> Iterator[None]:
     """Feed ``stream`` each token ``Llama.sample`` picks while the block runs.
 
     ``create_chat_completion(stream=True)`` decodes each streamed token on its own, so a
@@ -224,17 +231,17 @@ def _sampled_tokens(llama, stream: TextStream) -> Iterator[None]:
     generated: list[int] = []
     prompt: list[int] = []
 
-    def watched(*args, **kwargs) -> int:
+    def watched(*args: Any, **kwargs: Any) -> int:
         if not generated and not prompt:
             prompt.extend(llama.input_ids[: llama.n_tokens].tolist())
-        token = sample(*args, **kwargs)
+        token: int = sample(*args, **kwargs)
         if not llama_cpp.llama_vocab_is_eog(llama._model.vocab, token):
             generated.append(token)
             text = llama.detokenize(generated, prev_tokens=prompt)
             stream.update(text.decode("utf-8", errors="ignore"))
         return token
 
-    llama.sample = watched
+    llama.sample = watched  # type: ignore[method-assign]  # on this instance, for the block
     try:
         yield
     finally:
@@ -252,7 +259,7 @@ def usable_threads() -> int:
     return min(share, available) if share > 0 else available
 
 
-def _file_type(llama) -> int | None:
+def _file_type(llama: Llama) -> int | None:
     try:
         return int(llama.metadata.get("general.file_type", ""))
     except ValueError:

@@ -28,16 +28,21 @@ import ctypes
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from compose.generators.base import ContextOverflowError, GenerationError, Message, TextStream
 
+if TYPE_CHECKING:  # llama_cpp loads its shared library on import: only where it is used
+    from llama_cpp import Llama, llama_token_data
+    from llama_cpp.llama_types import ChatCompletionRequestMessage
+
 
 class ChatTemplate:
     """The GGUF's chat template, applied as llama-cpp-python applies it."""
 
-    def __init__(self, llama) -> None:
+    def __init__(self, llama: Llama) -> None:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         model = llama._model
@@ -49,7 +54,9 @@ class ChatTemplate:
 
     def tokens(self, messages: list[Message], suffix: str = "") -> tuple[list[int], list[str]]:
         """Prompt tokens (plus ``suffix`` text forced as the reply's start) and stop strings."""
-        result = self.formatter(messages=[m.model_dump() for m in messages])
+        # Message's fields are those of llama_cpp's message TypedDicts
+        result = self.formatter(messages=cast(
+            "list[ChatCompletionRequestMessage]", [m.model_dump() for m in messages]))
         tokens = self.llama.tokenize((result.prompt + suffix).encode("utf-8"),
                                      add_bos=not result.added_special, special=True)
         stops = result.stop if isinstance(result.stop, list) else [result.stop or ""]
@@ -59,7 +66,7 @@ class ChatTemplate:
 class GrammarCheck:
     """A llama.cpp grammar sampler asked about one token, or about all when it must be."""
 
-    def __init__(self, llama, schema: dict) -> None:
+    def __init__(self, llama: Llama, schema: dict[str, Any]) -> None:
         import llama_cpp
         from llama_cpp.llama_grammar import LlamaGrammar
 
@@ -76,7 +83,9 @@ class GrammarCheck:
         self._all_view["id"] = np.arange(n_vocab, dtype=np.int32)
 
     def allows(self, token: int, logit: float) -> bool:
-        self._one[0].id, self._one[0].logit, self._one[0].p = token, logit, 0.0
+        # llama_cpp declares the field as its ctypes type; ctypes takes and returns plain ints
+        self._one[0].id = token  # type: ignore[assignment]
+        self._one[0].logit, self._one[0].p = logit, 0.0
         self._apply(self._one, 1)
         return self._one[0].logit != float("-inf")
 
@@ -94,7 +103,7 @@ class GrammarCheck:
             self._llama_cpp.llama_sampler_free(self.sampler)
             self.sampler = None
 
-    def _apply(self, data, size: int) -> None:
+    def _apply(self, data: ctypes.Array[llama_token_data], size: int) -> None:
         array = self._llama_cpp.llama_token_data_array(
             data=ctypes.cast(data, self._llama_cpp.llama_token_data_p), size=size,
             selected=-1, sorted=False)
@@ -110,8 +119,9 @@ class Decoded:
     token_logprobs: list[float] = field(default_factory=list)
 
 
-def greedy_decode(llama, prompt: list[int], *, schema: dict | None, max_tokens: int,
-                  stop: list[str], on_text: Callable[[str], None] | None = None) -> Decoded:
+def greedy_decode(llama: Llama, prompt: list[int], *, schema: dict[str, Any] | None,
+                  max_tokens: int, stop: list[str],
+                  on_text: Callable[[str], None] | None = None) -> Decoded:
     """Decode greedily after ``prompt`` on the model's main context (the caller holds it);
     ``on_text`` receives the reply's text as it is decoded."""
     import llama_cpp
@@ -163,7 +173,7 @@ def greedy_decode(llama, prompt: list[int], *, schema: dict | None, max_tokens: 
                    tokens_out=len(generated), cached_tokens=cached, token_logprobs=logprobs)
 
 
-def _reuse_prefix(llama, prompt: list[int]) -> int:
+def _reuse_prefix(llama: Llama, prompt: list[int]) -> int:
     """Keep the KV state of the longest common prefix with what the context holds (all but the
     last prompt token at most, whose logits are needed); ``eval`` drops the rest."""
     kept = llama.input_ids[: llama.n_tokens]

@@ -34,12 +34,17 @@ from __future__ import annotations
 import ctypes
 import json
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel
 
 from compose.generators.base import Message
 from compose.generators.llama_decode import ChatTemplate, logsumexp
+
+if TYPE_CHECKING:  # llama_cpp loads its shared library on import: only where it is used
+    from llama_cpp import Llama
+    from llama_cpp._internals import LlamaBatch, LlamaContext
 
 ANSWER_PREFIX = '{ "answer": "'  # as the model itself opens the object under the schema grammar
 MAX_ANSWER_CHARS = 80  # the answer schema's max_length
@@ -58,15 +63,15 @@ class ShortAnswer(BaseModel):
 
 
 class ParallelAnswers:
-    def __init__(self, llama, *, n_threads: int, flash_attn: bool,
+    def __init__(self, llama: Llama, *, n_threads: int, flash_attn: bool,
                  max_sequences: int = 8) -> None:
         self.llama = llama
         self.n_threads = n_threads
         self.flash_attn = flash_attn
         self.max_sequences = max_sequences
         self.n_batch = 512
-        self._context = None
-        self._batch = None
+        self._context: LlamaContext | None = None
+        self._batch: LlamaBatch | None = None
         self._n_ctx = 0
         self._template: ChatTemplate | None = None
 
@@ -87,7 +92,7 @@ class ParallelAnswers:
         if self._context is not None and n_ctx <= self._n_ctx:
             return
         if self._context is not None:
-            self._context.close()
+            self._context.close()  # type: ignore[no-untyped-call]  # unannotated in llama_cpp
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx
         params.n_batch = self.n_batch
@@ -109,7 +114,7 @@ class ParallelAnswers:
     def close(self) -> None:
         for part in (self._batch, self._context):
             if part is not None:
-                part.close()
+                part.close()  # type: ignore[no-untyped-call]  # unannotated in llama_cpp
         self._batch = self._context = None
 
     # -- decoding -----------------------------------------------------------------------
@@ -128,6 +133,7 @@ class ParallelAnswers:
         import llama_cpp
 
         results: list[ShortAnswer | None] = [None] * len(prompts)
+        assert self._context is not None  # made by _ensure_context
         memory = self._context.memory
         llama_cpp.llama_memory_clear(memory, True)
         self._feed([(t, p, 0) for p, t in enumerate(tokens[0][:shared])], want=set())
@@ -149,11 +155,13 @@ class ParallelAnswers:
                     tokens_out=len(logprobs), latency_s=elapsed / len(group))
         return [r for r in results if r is not None]
 
-    def _decode_group(self, prompts: list[list[int]], shared: int, max_tokens: int):
+    def _decode_group(self, prompts: list[list[int]], shared: int,
+                      max_tokens: int) -> list[tuple[str, bool, list[float]]]:
         """Prefill each prompt's suffix in sequence ``index``, then decode all together."""
         import llama_cpp
 
-        entries, last = [], {}
+        entries: list[tuple[int, int, int]] = []
+        last: dict[int, int] = {}
         for seq, prompt in enumerate(prompts):
             for pos in range(shared, len(prompt)):
                 entries.append((prompt[pos], pos, seq))
@@ -191,6 +199,7 @@ class ParallelAnswers:
     def _feed(self, entries: list[tuple[int, int, int]], want: set[int]) -> dict[int, np.ndarray]:
         """Decode (token, position, sequence) entries in batches; the logits of the entries
         whose index is in ``want``."""
+        assert self._context is not None and self._batch is not None  # by _ensure_context
         batch, n_vocab = self._batch.batch, self.llama.n_vocab()
         rows: dict[int, np.ndarray] = {}
         for start in range(0, len(entries), self.n_batch):
@@ -207,18 +216,22 @@ class ParallelAnswers:
                 if (start + i) in want:
                     pointer = self._context.get_logits_ith(i)
                     array = ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float * n_vocab))
-                    rows[start + i] = np.frombuffer(array.contents, dtype=np.float32).copy()
+                    # numpy's stubs leave out ctypes arrays, which have the buffer protocol
+                    rows[start + i] = np.frombuffer(
+                        array.contents, dtype=np.float32).copy()  # type: ignore[call-overload]
         return rows
 
 
-def _apply_adapter(llama, context) -> None:
+def _apply_adapter(llama: Llama, context: LlamaContext) -> None:
     """A LoRA adapter is set per context, not per model: apply the generator's here too, as
     ``Llama.__init__`` does for its own context."""
     import llama_cpp
 
     if llama._lora_adapter is None:
         return
-    adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(llama._lora_adapter)
+    # llama_cpp types the adapter handle as c_void_p, the array's element as a pointer to it
+    adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(
+        llama._lora_adapter)  # type: ignore[misc]
     scales = (ctypes.c_float * 1)(llama.lora_scale)
     if llama_cpp.llama_set_adapters_lora(context.ctx, adapters, 1, scales):
         raise RuntimeError(f"llama.cpp could not apply the LoRA adapter {llama.lora_path} "
@@ -245,7 +258,8 @@ def _finished(text: bytes) -> tuple[str, bool] | None:
 def _read(raw: bytes) -> str:
     text = raw.decode("utf-8", errors="ignore")
     try:
-        return json.loads(f'"{text}"').strip()
+        decoded: str = json.loads(f'"{text}"')
+        return decoded.strip()
     except ValueError:
         return text.strip()
 

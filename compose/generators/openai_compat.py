@@ -26,6 +26,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -82,7 +83,7 @@ class OpenAICompatGenerator:
             seed=config.seed,
         )
 
-    def _response_format(self, schema: dict) -> dict:
+    def _response_format(self, schema: dict[str, Any]) -> dict[str, Any]:
         if self.response_format == "json_object":
             return {"type": "json_object", "schema": schema}
         return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
@@ -95,14 +96,14 @@ class OpenAICompatGenerator:
         self,
         messages: list[Message],
         *,
-        json_schema: dict | None = None,
+        json_schema: dict[str, Any] | None = None,
         max_tokens: int = 256,
         temperature: float = 0.0,
         logprobs: bool = False,
         stop: list[str] | None = None,
         on_text: Callable[[str], None] | None = None,
     ) -> Generation:
-        body: dict = {
+        body: dict[str, Any] = {
             "model": self.model,
             "messages": [m.model_dump() for m in messages],
             "max_tokens": max_tokens,
@@ -131,7 +132,8 @@ class OpenAICompatGenerator:
             logprobs=logprobs,
         )
 
-    def _post(self, body: dict, read: Callable[[httpx.Response], dict]) -> dict:
+    def _post(self, body: dict[str, Any],
+              read: Callable[[httpx.Response], dict[str, Any]]) -> dict[str, Any]:
         """POST to the replicas in turn from the next one until one answers; ``read`` turns
         the (not yet read) response into a completion."""
         with self._lock:
@@ -171,18 +173,19 @@ class _StreamBroken(Exception):
     """A streamed reply failed after some of its text was passed on."""
 
 
-def _read_json(response: httpx.Response) -> dict:
+def _read_json(response: httpx.Response) -> dict[str, Any]:
     response.read()
-    return response.json()
+    data: dict[str, Any] = response.json()
+    return data
 
 
 def _read_events(response: httpx.Response, on_text: Callable[[str], None],
-                 prompt_estimate: int) -> dict:
+                 prompt_estimate: int) -> dict[str, Any]:
     """A streamed completion (server-sent events) passed to ``on_text`` delta by delta, and
     returned in the shape of a non-streamed one."""
     pieces: list[str] = []
-    logprobs: list[dict] = []
-    usage: dict | None = None
+    logprobs: list[dict[str, Any]] = []
+    usage: dict[str, Any] | None = None
     try:
         for line in response.iter_lines():
             if not line.startswith("data:"):

@@ -15,11 +15,16 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from compose.config import DEFAULT_HOME, GeneratorConfig
 from compose.generators.adapters import refuse_adapter
 from compose.generators.base import Generation, Message, TextStream, cut_at_stop
 from compose.generators.models import resolve_gguf
+
+if TYPE_CHECKING:  # transformers and torch take seconds to import: only where they are used
+    import torch
+    from transformers import BatchEncoding, PreTrainedTokenizerBase
 
 
 def dequantized_checkpoint(gguf: Path) -> Path:
@@ -34,7 +39,7 @@ def dequantized_checkpoint(gguf: Path) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     # The tensors are plain float32 after loading; only the GGUF marker blocks saving.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # transformers leaves it undeclared
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     tokenizer.save_pretrained(staging)
@@ -46,7 +51,9 @@ def dequantized_checkpoint(gguf: Path) -> Path:
 class TransformersGenerator:
     supports_json_schema = False
 
-    def __init__(self, model, tokenizer, model_id: str) -> None:
+    def __init__(self, model: Any, tokenizer: PreTrainedTokenizerBase, model_id: str) -> None:
+        # a transformers causal LM or its INT8 copy: transformers names the type of a model
+        # with ``generate`` only privately, and quantize_dynamic returns an untyped Module
         self.model = model
         self.tokenizer = tokenizer
         self.model_id = model_id
@@ -68,11 +75,11 @@ class TransformersGenerator:
             directory, label = dequantized_checkpoint(gguf), gguf.name
         tokenizer = AutoTokenizer.from_pretrained(str(directory))
         model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32)
-        model.eval()
+        model.eval()  # type: ignore[no-untyped-call]  # unannotated in transformers
         if config.int8:
-            model = torch.ao.quantization.quantize_dynamic(
+            model = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
                 model, {torch.nn.Linear}, dtype=torch.qint8
-            )
+            )  # unannotated in torch
         torch.manual_seed(config.seed)
         suffix = "+int8" if config.int8 else ""
         return cls(model, tokenizer, f"hf:{label}{suffix}")
@@ -84,7 +91,7 @@ class TransformersGenerator:
         self,
         messages: list[Message],
         *,
-        json_schema: dict | None = None,
+        json_schema: dict[str, Any] | None = None,
         max_tokens: int = 256,
         temperature: float = 0.0,
         logprobs: bool = False,
@@ -93,12 +100,13 @@ class TransformersGenerator:
     ) -> Generation:
         import torch
 
-        prompt_ids = self.tokenizer.apply_chat_template(
+        # with return_dict=True the template's result is a BatchEncoding (ids and mask)
+        prompt_ids = cast("BatchEncoding", self.tokenizer.apply_chat_template(
             [m.model_dump() for m in messages],
             add_generation_prompt=True,
             return_tensors="pt",
             return_dict=True,
-        )
+        ))
         stream = TextStream(on_text, stop or []) if on_text is not None else None
         started = time.perf_counter()
         with self._lock, torch.inference_mode():
@@ -117,7 +125,8 @@ class TransformersGenerator:
         latency = time.perf_counter() - started
         n_in = prompt_ids["input_ids"].shape[1]
         new_tokens = output.sequences[0, n_in:]
-        text = cut_at_stop(self.tokenizer.decode(new_tokens, skip_special_tokens=True),
+        # one sequence of ids decodes to one string
+        text = cut_at_stop(cast(str, self.tokenizer.decode(new_tokens, skip_special_tokens=True)),
                            stop or [])
         if stream is not None:
             stream.finish(text)
@@ -143,18 +152,18 @@ class _Streamer:
     with each new token; ``end`` when done. The reply's tokens so far are decoded as the
     final text is (special tokens skipped) and passed to the stream."""
 
-    def __init__(self, tokenizer, stream: TextStream) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, stream: TextStream) -> None:
         self.tokenizer = tokenizer
         self.stream = stream
         self.prompt_seen = False
         self.ids: list[int] = []
 
-    def put(self, value) -> None:
+    def put(self, value: torch.Tensor) -> None:
         if not self.prompt_seen:
             self.prompt_seen = True
             return
         self.ids.extend(int(i) for i in value.reshape(-1).tolist())
-        self.stream.update(self.tokenizer.decode(self.ids, skip_special_tokens=True))
+        self.stream.update(cast(str, self.tokenizer.decode(self.ids, skip_special_tokens=True)))
 
     def end(self) -> None:
         """The final text goes through ``TextStream.finish`` once it is cut at stops."""

@@ -1,4 +1,5 @@
-"""Compile a validated :class:`GraphSpec` into a LangGraph ``StateGraph``.
+"""Compile a resolved graph (:class:`~compose.graph.resolved.ResolvedGraph`) into a LangGraph
+``StateGraph``.
 
 Every node wraps one module: it maps state fields to the module input, runs the module with a
 fresh context (so its cost is measured), maps the output back, appends a trace event and, for
@@ -17,16 +18,19 @@ from __future__ import annotations
 
 import operator
 import time
-from typing import Annotated, Any, TypedDict
+from collections.abc import Callable, Hashable
+from typing import Annotated, Any, Protocol, TypedDict
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.graph import END as LG_END
 from langgraph.graph import START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Checkpointer
 
+from compose.graph.resolved import ResolvedGraph
 from compose.graph.spec import END, EdgeSpec, GraphSpec
-from compose.graph.validate import successors, written_fields
-from compose.registry import get_module
+from compose.graph.validate import successors
 from compose.runtime import ModuleContext, Runtime
 from compose.streaming import TokenSink, tokens_requested
 from compose.telemetry import GraphTracing, graph_tracing, params_hash, record_node
@@ -40,11 +44,12 @@ class NodeError(RuntimeError):
         super().__init__(f"node {node!r} (module {module!r}) failed: {cause}")
 
 
-def merge_dicts(left: dict | None, right: dict | None) -> dict:
+def merge_dicts(left: dict[str, Any] | None,
+                right: dict[str, Any] | None) -> dict[str, Any]:
     return {**(left or {}), **(right or {})}
 
 
-def append_lists(left: list | None, right: Any) -> list:
+def append_lists(left: list[Any] | None, right: Any) -> list[Any]:
     right_list = right if isinstance(right, list) else [right]
     return [*(left or []), *right_list]
 
@@ -52,10 +57,11 @@ def append_lists(left: list | None, right: Any) -> list:
 _REDUCERS = {"append": append_lists, "merge": merge_dicts}
 
 
-def state_schema(spec: GraphSpec) -> type:
+def state_schema(graph: ResolvedGraph) -> type:
+    spec = graph.spec
     fields: dict[str, Any] = {name: Any for name in spec.inputs}
-    for name, node in spec.nodes.items():
-        for field in written_fields(spec, name, get_module(node.module)):
+    for node in graph.nodes.values():
+        for field in node.written_fields():
             fields[field] = Any
     for field, declared in spec.state.items():
         reducer = _REDUCERS.get(declared.reducer)
@@ -63,7 +69,10 @@ def state_schema(spec: GraphSpec) -> type:
     fields["trace"] = Annotated[list, operator.add]
     fields["_loops"] = Annotated[dict, merge_dicts]
     fields["_route"] = Annotated[dict, merge_dicts]
-    return TypedDict(f"{spec.name.title().replace('_', '')}State", fields, total=False)
+    # The fields are known only at run time, which the functional form allows and mypy not.
+    schema: type = TypedDict(  # type: ignore[misc]
+        f"{spec.name.title().replace('_', '')}State", fields, total=False)
+    return schema
 
 
 def choose_branch(name: str, edge: EdgeSpec, state: dict[str, Any]) -> tuple[str, dict[str, int]]:
@@ -87,22 +96,22 @@ def choose_branch(name: str, edge: EdgeSpec, state: dict[str, Any]) -> tuple[str
 ANSWER = "answer"
 
 
-def answer_field(spec: GraphSpec, name: str) -> str | None:
+def answer_field(graph: ResolvedGraph, name: str) -> str | None:
     """The module output field that node ``name`` writes to the graph output ``answer``."""
-    if ANSWER not in spec.outputs:
+    if ANSWER not in graph.spec.outputs:
         return None
-    node = spec.nodes[name]
-    fields = get_module(node.module).Output.model_fields
-    return next((f for f in fields if node.outputs.get(f, f) == ANSWER), None)
+    node = graph.nodes[name]
+    fields = node.module.Output.model_fields
+    return next((f for f in fields if node.spec.outputs.get(f, f) == ANSWER), None)
 
 
-def answer_streams_live(spec: GraphSpec) -> bool:
+def answer_streams_live(resolved: ResolvedGraph) -> bool:
     """Whether the answer's token events are final as they arrive: some node writes the
     ``answer`` output and no node writing it can run after one that did (in a loop, or
     downstream of another writer), so a consumer never has to take streamed text back
     because the node ran again. (A parse retry inside a node still resets its tokens.)"""
-    writers = {name for name in spec.nodes if answer_field(spec, name) is not None}
-    graph = successors(spec)
+    writers = {name for name in resolved.nodes if answer_field(resolved, name) is not None}
+    graph = successors(resolved.spec)
     for writer in writers:
         seen: set[str] = set()
         frontier = list(graph.get(writer, ()))
@@ -116,16 +125,23 @@ def answer_streams_live(spec: GraphSpec) -> bool:
     return bool(writers)
 
 
-def make_node(name: str, spec: GraphSpec, runtime: Runtime,
-              tracing: GraphTracing | None = None):
-    node = spec.nodes[name]
-    module = get_module(node.module)(node.params)
+class NodeFunction(Protocol):
+    """A compiled node: the graph state and LangGraph's config in, the state update out."""
+
+    def __call__(self, state: Any, config: RunnableConfig) -> dict[str, Any]: ...
+
+
+def make_node(name: str, graph: ResolvedGraph, runtime: Runtime,
+              tracing: GraphTracing | None = None) -> NodeFunction:
+    node = graph.nodes[name].spec
+    module = graph.nodes[name].build()
     in_map = {field: node.inputs.get(field, field) for field in module.Input.model_fields}
     out_map = {field: node.outputs.get(field, field) for field in module.Output.model_fields}
-    branching = next((e for e in spec.edges_from(name) if e.branches), None)
-    streamed = answer_field(spec, name)
+    branching = next((e for e in graph.spec.edges_from(name) if e.branches), None)
+    streamed = answer_field(graph, name)
 
-    def context(config: RunnableConfig, wrap_generator=None) -> ModuleContext:
+    def context(config: RunnableConfig,
+                wrap_generator: Callable[[Any], Any] | None = None) -> ModuleContext:
         tokens = None
         if streamed is not None and tokens_requested(config):
             tokens = TokenSink(name, get_stream_writer())
@@ -138,7 +154,7 @@ def make_node(name: str, spec: GraphSpec, runtime: Runtime,
             output = module(payload, ctx).model_dump(mode="json")
         except Exception as exc:
             raise NodeError(name, node.module, exc) from exc
-        if ctx.tokens is not None:
+        if ctx.tokens is not None and streamed is not None:
             ctx.tokens.settle(output[streamed])
         update: dict[str, Any] = {out_map[f]: value for f, value in output.items()}
         route = None
@@ -191,30 +207,34 @@ def recursion_limit(spec: GraphSpec) -> int:
     return min(len(spec.nodes) * bound, 100_000) + 10
 
 
-def compile_spec(spec: GraphSpec, runtime: Runtime, checkpointer=None,
-                 interrupt_before: list[str] | None = None):
+def compile_graph(graph: ResolvedGraph, runtime: Runtime, checkpointer: Checkpointer = None,
+                  interrupt_before: list[str] | None = None
+                  ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Return the compiled LangGraph object (usable directly, or as a subgraph)."""
-    builder = StateGraph(state_schema(spec))
+    spec = graph.spec
+    builder: StateGraph[Any, Any, Any, Any] = StateGraph(state_schema(graph))
     tracing = graph_tracing(spec.name, runtime.config.generator)
     for name in spec.nodes:
-        builder.add_node(name, make_node(name, spec, runtime, tracing))
+        builder.add_node(name, make_node(name, graph, runtime, tracing))
     builder.add_edge(START, spec.entry)
     for edge in spec.edges:
         if edge.to is not None:
             builder.add_edge(edge.source, LG_END if edge.to == END else edge.to)
         else:
-            targets = {b.to: (LG_END if b.to == END else b.to) for b in edge.branches or []}
+            targets: dict[Hashable, str] = {b.to: (LG_END if b.to == END else b.to)
+                                            for b in edge.branches or []}
             builder.add_conditional_edges(
                 edge.source, _router(edge.source), targets
             )
-    graph = builder.compile(checkpointer=checkpointer, interrupt_before=interrupt_before,
-                            name=spec.name)
-    return graph if tracing is None else graph.with_config(callbacks=[tracing.callback])
+    compiled = builder.compile(checkpointer=checkpointer, interrupt_before=interrupt_before,
+                               name=spec.name)
+    return compiled if tracing is None else compiled.with_config(callbacks=[tracing.callback])
 
 
-def _router(name: str):
+def _router(name: str) -> Callable[[dict[str, Any]], str]:
     def route(state: dict[str, Any]) -> str:
-        return state["_route"][name]
+        chosen: str = state["_route"][name]
+        return chosen
 
     route.__name__ = f"route_{name}"
     return route

@@ -8,7 +8,7 @@ a bad request is refused before any model is loaded.
 
 Usage::
 
-    Request, Response = graph_io_models(load_spec("naive_rag"))
+    Request, Response = graph_io_models(load_resolved("naive_rag"))
     Request.model_json_schema()
 """
 
@@ -19,43 +19,44 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.fields import FieldInfo
 
+from compose.graph.resolved import ResolvedGraph
 from compose.graph.spec import GraphSpec
-from compose.registry import get_module
 
 
 def _model_name(spec: GraphSpec, suffix: str) -> str:
     return "".join(part.title() for part in spec.name.split("_")) + suffix
 
 
-def _field_sources(spec: GraphSpec, side: str) -> dict[str, FieldInfo]:
+def _field_sources(graph: ResolvedGraph, side: str) -> dict[str, FieldInfo]:
     """For each state field, the first module field mapped onto it (reading or writing)."""
     found: dict[str, FieldInfo] = {}
-    for node in spec.nodes.values():
-        module = get_module(node.module)
-        model, mapping = ((module.Input, node.inputs) if side == "input"
-                          else (module.Output, node.outputs))
+    for node in graph.nodes.values():
+        model, mapping = ((node.module.Input, node.spec.inputs) if side == "input"
+                          else (node.module.Output, node.spec.outputs))
         for name, info in model.model_fields.items():
             found.setdefault(mapping.get(name, name), info)
     return found
 
 
-def graph_io_models(spec: GraphSpec) -> tuple[type[BaseModel], type[BaseModel]]:
-    """(Request, Response) pydantic models for ``spec``'s inputs and outputs."""
-    readers = _field_sources(spec, "input")
-    writers = _field_sources(spec, "output")
+def graph_io_models(graph: ResolvedGraph) -> tuple[type[BaseModel], type[BaseModel]]:
+    """(Request, Response) pydantic models for the graph's inputs and outputs."""
+    spec = graph.spec
+    readers = _field_sources(graph, "input")
+    writers = _field_sources(graph, "output")
     request_fields: dict[str, Any] = {}
     for name in spec.inputs:
         info = readers.get(name)
         annotation = info.annotation if info is not None else str
         constraints = info.metadata if info is not None else []
+        limits: dict[str, Any] = _length_limits(constraints)
         request_fields[name] = (annotation, Field(
             ..., description=(info.description if info is not None else None) or name,
-            **_length_limits(constraints)))
+            **limits))
     response_fields: dict[str, Any] = {}
     for name in spec.outputs:
         info = writers.get(name)
-        annotation = info.annotation if info is not None else Any
-        response_fields[name] = (annotation | None, Field(
+        output_type: Any = info.annotation if info is not None else Any
+        response_fields[name] = (output_type | None, Field(
             default=None, description=(info.description if info is not None else None)))
     request = create_model(_model_name(spec, "Request"),
                            __config__=ConfigDict(extra="forbid"), **request_fields)

@@ -1,4 +1,5 @@
-"""Find a graph by name or path, apply ``--set`` overrides, parse and validate it.
+"""Find a graph by name or path, apply ``--set`` overrides, parse, validate and resolve it;
+and the runtime settings a graph runs with.
 
 Problems caused by an override are reported against the override (``--set EXPR: ...``), not
 against a line of the file the user did not touch.
@@ -9,10 +10,12 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
+from compose.config import RuntimeConfig
+from compose.graph.resolved import ResolvedGraph
 from compose.graph.shipped import shipped_graph_file, shipped_graphs
 from compose.graph.spec import GraphSpec
 from compose.graph.validate import (
@@ -20,7 +23,7 @@ from compose.graph.validate import (
     SpecIssue,
     partial_issues,
     pydantic_issues,
-    validate_spec,
+    resolve_spec,
 )
 from compose.graph.yaml_source import (
     MAX_DEPTH,
@@ -82,8 +85,8 @@ def parse_override(expression: str) -> tuple[list[str | int], Any]:
 
 
 def _describe(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string"}.get(type(value),
-                                                                 f"a {type(value).__name__}")
+    names: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string"}
+    return names.get(type(value), f"a {type(value).__name__}")
 
 
 def _step(target: Any, key: str | int, done: Path_) -> tuple[Any, str | int]:
@@ -109,7 +112,7 @@ def _step(target: Any, key: str | int, done: Path_) -> tuple[Any, str | int]:
     return target, key
 
 
-def _apply(data: dict, keys: list[str | int], value: Any) -> None:
+def _apply(data: dict[str, Any], keys: list[str | int], value: Any) -> None:
     target: Any = data
     for depth, key in enumerate(keys):
         target, key = _step(target, key, tuple(keys[:depth]))
@@ -121,7 +124,8 @@ def _apply(data: dict, keys: list[str | int], value: Any) -> None:
             target = target[key]
 
 
-def apply_overrides(data: dict, overrides: list[str], filename: str = "<graph>") -> dict:
+def apply_overrides(data: dict[str, Any], overrides: list[str],
+                    filename: str = "<graph>") -> dict[str, Any]:
     """A copy of ``data`` with each ``dotted.path=value`` override applied in order. Raises
     :class:`GraphValidationError` naming every override that cannot be applied: a path
     through a value that is not a mapping or list, a list index out of range, an unknown
@@ -163,7 +167,12 @@ def _blame(issues: list[SpecIssue], source: YamlSource,
     return blamed
 
 
-def _checked(source: YamlSource, overrides: list[str], full: bool) -> GraphSpec:
+def _fail(issues: list[SpecIssue], source: YamlSource, overrides: list[str]) -> NoReturn:
+    lined = [issue.model_copy(update={"line": source.line_of(issue.path)}) for issue in issues]
+    raise GraphValidationError(_blame(lined, source, overrides), source.filename)
+
+
+def _parsed(source: YamlSource, overrides: list[str]) -> GraphSpec:
     if not isinstance(source.data, dict):
         message = ("the file is empty; a graph needs at least name, entry and nodes"
                    if source.data is None else
@@ -174,27 +183,43 @@ def _checked(source: YamlSource, overrides: list[str], full: bool) -> GraphSpec:
                                    source.filename)
     data = apply_overrides(source.data, overrides, source.filename)
     try:
-        spec = GraphSpec.model_validate(data)
+        return GraphSpec.model_validate(data)
     except ValidationError as exc:
-        issues = pydantic_issues(exc) + partial_issues(data)
-    else:
-        if not full:
-            return spec
-        issues = validate_spec(spec)
-        if not issues:
-            return spec
-    lined = [issue.model_copy(update={"line": source.line_of(issue.path)}) for issue in issues]
-    raise GraphValidationError(_blame(lined, source, overrides), source.filename)
+        _fail(pydantic_issues(exc) + partial_issues(data), source, overrides)
 
 
 def parse_spec(source: YamlSource, overrides: list[str] | None = None) -> GraphSpec:
     """The spec's schema check; when it fails, the checks of single nodes and edges are
     reported with it. :func:`validate_spec` runs the graph checks on the result."""
-    return _checked(source, overrides or [], full=False)
+    return _parsed(source, overrides or [])
+
+
+def load_resolved(name_or_path: str | Path,
+                  overrides: list[str] | None = None) -> ResolvedGraph:
+    """Parse, fully validate and resolve; raises :class:`GraphValidationError` listing every
+    problem (:class:`YamlSyntaxError`, a subclass, when the file cannot be read as YAML)."""
+    text, display = graph_text(name_or_path)
+    source = parse_yaml(text, display)
+    spec = _parsed(source, overrides or [])
+    try:
+        return resolve_spec(spec)
+    except GraphValidationError as exc:
+        _fail(exc.issues, source, overrides or [])
 
 
 def load_spec(name_or_path: str | Path, overrides: list[str] | None = None) -> GraphSpec:
-    """Parse and fully validate; raises :class:`GraphValidationError` listing every problem
-    (:class:`YamlSyntaxError`, a subclass, when the file cannot be read as YAML)."""
-    text, display = graph_text(name_or_path)
-    return _checked(parse_yaml(text, display), overrides or [], full=True)
+    """:func:`load_resolved`, for a caller that needs only the validated spec."""
+    return load_resolved(name_or_path, overrides).spec
+
+
+def runtime_config(spec: GraphSpec, *, index: str | Path | None = None,
+                   cache: bool | None = None, cache_path: str | None = None) -> RuntimeConfig:
+    """The runtime settings ``spec`` asks for, with the caller's index and cache choices."""
+    config = RuntimeConfig(generator=spec.generator, retriever=spec.retriever, cache=spec.cache)
+    if index is not None:
+        config.retriever = config.retriever.model_copy(update={"index": str(index)})
+    if cache is not None:
+        config.cache = config.cache.model_copy(update={"enabled": cache})
+    if cache_path is not None:
+        config.cache = config.cache.model_copy(update={"path": cache_path})
+    return config

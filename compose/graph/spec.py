@@ -47,9 +47,9 @@ class Condition(StrictModel):
     def holds(self, state: dict[str, Any]) -> bool:
         value = state.get(self.field)
         if "equals" in self.model_fields_set:
-            return value == self.equals
+            return bool(value == self.equals)
         if "not_equals" in self.model_fields_set:
-            return value != self.not_equals
+            return bool(value != self.not_equals)
         if self.is_in is not None:
             return value in self.is_in
         return bool(value) == self.truthy

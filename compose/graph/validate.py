@@ -2,8 +2,11 @@
 
 Checks: the spec's own schema, unknown modules, bad module params, unknown module fields in
 mappings, state fields read before any write, unreachable nodes, dead ends, edges to unknown
-nodes, loops without a budget, branch lists without a default, tools that are not registered
-or not in the graph's ``tools:`` allow-list.
+nodes, loops without a budget, branch lists without a default, and each module's own checks
+of its nodes (:meth:`compose.module.Module.check_node`: a tool-using node checks that its
+tools are registered and in the graph's ``tools:`` allow-list). A spec that passes is
+resolved (:func:`resolve_spec`): its modules and validated params are handed on to the
+compiler, so nothing is looked up or validated twice.
 
 Checks of one node or one edge need only that node or edge, so they also run when other parts
 of the spec fail the schema (:func:`partial_issues`): a missing ``entry`` does not hide an
@@ -16,13 +19,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from compose.graph.resolved import ResolvedGraph, ResolvedNode, written_fields
 from compose.graph.spec import END, EdgeSpec, GraphSpec, NodeSpec
+from compose.module import GraphFacts, Module
 from compose.registry import get_module
-from compose.tools.registry import get_tool
 
 if TYPE_CHECKING:
     from compose.graph.yaml_source import Path_, YamlSource
@@ -84,11 +88,20 @@ def _too_many_nodes(count: int) -> SpecIssue:
                      f"{MAX_NODES:,} are allowed")
 
 
-def _node_checks(nodes: Mapping[str, NodeSpec], tools: list[str] | None,
-                 issues: list[SpecIssue]) -> dict[str, type]:
-    """Module, params and field-mapping checks of each node, and its tools against the graph's
-    allow-list (``tools`` is None when the allow-list itself is invalid)."""
-    modules: dict[str, type] = {}
+class _CheckedNodes(NamedTuple):
+    """Each node's module (when registered) and validated params (when valid)."""
+
+    modules: dict[str, type[Module]]
+    params: dict[str, BaseModel]
+
+
+def _node_checks(nodes: Mapping[str, NodeSpec], graph: GraphFacts,
+                 issues: list[SpecIssue]) -> _CheckedNodes:
+    """Module, params and field-mapping checks of each node, then its module's own checks.
+    A module's check may report a problem of the graph as a whole (an unregistered name in
+    the ``tools:`` allow-list); several nodes finding it report it once."""
+    checked = _CheckedNodes({}, {})
+    reported: set[tuple[tuple[str | int, ...], str]] = set()
     for name, node in nodes.items():
         base: Path_ = ("nodes", name)
         if name in (END, "START"):
@@ -98,9 +111,9 @@ def _node_checks(nodes: Mapping[str, NodeSpec], tools: list[str] | None,
         except KeyError as exc:
             issues.append(SpecIssue(path=(*base, "module"), message=str(exc.args[0])))
             continue
-        modules[name] = module
+        checked.modules[name] = module
         try:
-            module.Params.model_validate(node.params)
+            checked.params[name] = module.Params.model_validate(node.params)
         except ValidationError as exc:
             issues.extend(pydantic_issues(exc, (*base, "params")))
         for field in node.inputs:
@@ -115,29 +128,11 @@ def _node_checks(nodes: Mapping[str, NodeSpec], tools: list[str] | None,
                     path=(*base, "outputs", field),
                     message=f"module {node.module!r} has no output field {field!r} "
                     f"(fields: {', '.join(module.Output.model_fields)})"))
-        if tools is not None and getattr(module, "uses_tools", False):
-            _allowed_tools(name, node.params.get("tools", []), tools, issues)
-    return modules
-
-
-def _allowed_tools(node: str, named: Any, tools: list[str], issues: list[SpecIssue]) -> None:
-    """A tool-using node allows only tools from the graph's ``tools:`` allow-list, so the
-    allow-list is readable in one place. ``named`` is the node's raw ``params.tools``; when
-    it is not a list of names the module's params check has already said so."""
-    for k, name in enumerate(_valid(_TOOL_NAMES.validate_python, named) or []):
-        if name not in tools:
-            issues.append(SpecIssue(
-                path=("nodes", node, "params", "tools", k),
-                message=f"tool {name!r} is not in the graph's tools: allow-list "
-                f"({', '.join(tools) or 'empty'})"))
-
-
-def _registered_tools(tools: list[str], issues: list[SpecIssue]) -> None:
-    for k, name in enumerate(tools):
-        try:
-            get_tool(name)
-        except KeyError as exc:
-            issues.append(SpecIssue(path=("tools", k), message=str(exc.args[0])))
+        for issue in module.check_node(name, node.params, graph):
+            if (issue.path, issue.message) not in reported:
+                reported.add((issue.path, issue.message))
+                issues.append(SpecIssue(path=issue.path, message=issue.message))
+    return checked
 
 
 def _edge_checks(edges: Iterable[tuple[int, EdgeSpec]], known: set[str],
@@ -161,11 +156,6 @@ def _edge_checks(edges: Iterable[tuple[int, EdgeSpec]], known: set[str],
                     path=("edges", i, "branches", len(edge.branches) - 1),
                     message="the last branch must be the unconditional default "
                     "(no 'when', no 'budget')"))
-
-
-def written_fields(spec: GraphSpec, node: str, module: type) -> set[str]:
-    mapping = spec.nodes[node].outputs
-    return {mapping.get(field, field) for field in module.Output.model_fields}
 
 
 def successors(spec: GraphSpec) -> dict[str, set[str]]:
@@ -196,8 +186,8 @@ def _components(graph: dict[str, set[str]]) -> list[list[str]]:
                 stack.pop()
                 finished.append(node)
     preds: dict[str, set[str]] = {name: set() for name in graph}
-    for name, nexts in graph.items():
-        for nxt in nexts & preds.keys():
+    for name, targets in graph.items():
+        for nxt in targets & preds.keys():
             preds[nxt].add(name)
     components: list[list[str]] = []
     placed: set[str] = set()
@@ -303,10 +293,10 @@ def _loop_checks(spec: GraphSpec, issues: list[SpecIssue]) -> None:
             + " (give one branch of the loop a 'budget')"))
 
 
-def _dataflow_checks(spec: GraphSpec, modules: dict[str, type], graph: dict[str, set[str]],
-                     issues: list[SpecIssue]) -> None:
+def _dataflow_checks(spec: GraphSpec, modules: dict[str, type[Module]],
+                     graph: dict[str, set[str]], issues: list[SpecIssue]) -> None:
     inputs = set(spec.inputs)
-    writes = {name: written_fields(spec, name, module) for name, module in modules.items()}
+    writes = {name: written_fields(spec.nodes[name], module) for name, module in modules.items()}
     upstream = _upstream_writes(graph, writes)
     all_written = inputs.union(*writes.values()) if writes else set(inputs)
     for name, module in modules.items():
@@ -348,16 +338,32 @@ def _dataflow_checks(spec: GraphSpec, modules: dict[str, type], graph: dict[str,
             issues.append(SpecIssue(path=("state", field), message="reserved field name"))
 
 
+def _checked(spec: GraphSpec) -> tuple[list[SpecIssue], _CheckedNodes]:
+    if len(spec.nodes) > MAX_NODES:
+        return [_too_many_nodes(len(spec.nodes))], _CheckedNodes({}, {})
+    issues: list[SpecIssue] = []
+    checked = _node_checks(spec.nodes, GraphFacts(tools=spec.tools), issues)
+    graph = _structure_checks(spec, issues)
+    _dataflow_checks(spec, checked.modules, graph, issues)
+    return issues, checked
+
+
 def validate_spec(spec: GraphSpec, source: YamlSource | None = None) -> list[SpecIssue]:
     """Return every problem found (empty when the graph is valid)."""
-    if len(spec.nodes) > MAX_NODES:
-        return attach_lines([_too_many_nodes(len(spec.nodes))], source)
-    issues: list[SpecIssue] = []
-    _registered_tools(spec.tools, issues)
-    modules = _node_checks(spec.nodes, spec.tools, issues)
-    graph = _structure_checks(spec, issues)
-    _dataflow_checks(spec, modules, graph, issues)
-    return attach_lines(issues, source)
+    return attach_lines(_checked(spec)[0], source)
+
+
+def resolve_spec(spec: GraphSpec, source: YamlSource | None = None) -> ResolvedGraph:
+    """The spec with each node's module and validated params, for the compiler; raises
+    :class:`GraphValidationError` listing every problem (with lines, given ``source``)."""
+    issues, checked = _checked(spec)
+    if issues:
+        raise GraphValidationError(attach_lines(issues, source),
+                                   source.filename if source else f"<spec {spec.name}>")
+    return ResolvedGraph(spec=spec, nodes={
+        name: ResolvedNode(name=name, spec=node, module=checked.modules[name],
+                           params=checked.params[name])
+        for name, node in spec.nodes.items()})
 
 
 _TOOL_NAMES = TypeAdapter(list[str])
@@ -385,9 +391,7 @@ def partial_issues(data: Mapping[str, Any]) -> list[SpecIssue]:
              and (node := _valid(NodeSpec.model_validate, raw)) is not None}
     tools = _valid(_TOOL_NAMES.validate_python, data.get("tools", []))
     issues: list[SpecIssue] = []
-    if tools is not None:
-        _registered_tools(tools, issues)
-    _node_checks(nodes, tools, issues)
+    _node_checks(nodes, GraphFacts(tools=tools), issues)
     raw_edges = data.get("edges")
     if isinstance(raw_edges, list):
         known = {name for name in raw_nodes if isinstance(name, str)}

@@ -12,8 +12,9 @@ exhausting memory, time or the Python stack. Every refusal is a :class:`YamlSynt
 from __future__ import annotations
 
 import codecs
+from importlib.abc import Traversable
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any
 
 import yaml
 from yaml.composer import Composer
@@ -68,11 +69,7 @@ class YamlSyntaxError(GraphValidationError):
         self.args = (f"{filename}:{line}: {problem}",)
 
 
-class _Readable(Protocol):
-    def open(self, mode: str) -> BinaryIO: ...
-
-
-def read_yaml_text(file: Path | _Readable, filename: str) -> str:
+def read_yaml_text(file: Path | Traversable, filename: str) -> str:
     """The text of a YAML file (a path or a package resource), read only up to the size limit
     and decoded as UTF-8, the encoding YAML files are expected in."""
     with file.open("rb") as stream:
@@ -110,7 +107,7 @@ class _PurePythonEvents(Reader, Scanner, Parser):
 
 
 try:  # libyaml's parser: the same events, from C, 5-100x faster than PyYAML's scanner
-    from yaml.cyaml import CParser as _Events
+    from yaml._yaml import CParser as _Events
 except ImportError:  # PyYAML built without libyaml
     _Events = _PurePythonEvents  # type: ignore[misc, assignment]
 
@@ -130,18 +127,24 @@ class _BoundedLoader(Composer, _Events, SafeConstructor, Resolver):
         self.depth = 0
         self.nodes = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         nested = self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent)
         self.depth += nested
         self.nodes += 1
         try:
             if self.depth > MAX_DEPTH:
-                raise _too_deep(self.filename, self.peek_event().start_mark.line + 1)
+                raise _too_deep(self.filename, self._next_line())
             if self.nodes > MAX_VALUES:
-                raise _too_many(self.filename, self.peek_event().start_mark.line + 1)
+                raise _too_many(self.filename, self._next_line())
             return super().compose_node(parent, index)
         finally:
             self.depth -= nested
+
+    def _next_line(self) -> int:
+        """The 1-based line of the event about to be composed."""
+        event = self.peek_event()
+        mark = event.start_mark if event is not None else None
+        return mark.line + 1 if mark is not None else 1
 
 
 def _too_deep(filename: str, line: int) -> YamlSyntaxError:
@@ -193,8 +196,8 @@ class _Builder:
         finally:
             self.open.discard(id(node))
 
-    def mapping(self, node: yaml.MappingNode, path: Path_) -> dict:
-        result: dict = {}
+    def mapping(self, node: yaml.MappingNode, path: Path_) -> dict[Any, Any]:
+        result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             line = key_node.start_mark.line + 1
             if not isinstance(key_node, yaml.ScalarNode):

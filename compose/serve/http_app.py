@@ -37,10 +37,12 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from compose.api import ComposeGraph
@@ -109,7 +111,8 @@ def _too_long(exc: InputTooLongError) -> HTTPException:
 
 
 def _invoke_endpoint(service: GraphService) -> Callable[..., Awaitable[RunResult]]:
-    async def invoke(body, trace: bool = Query(False, description="Include the trace.")):
+    async def invoke(body: BaseModel,
+                     trace: bool = Query(False, description="Include the trace.")) -> RunResult:
         try:
             return await service.invoke(body, with_trace=trace)
         except InputTooLongError as exc:
@@ -124,14 +127,15 @@ def _invoke_endpoint(service: GraphService) -> Callable[..., Awaitable[RunResult
 
 
 def _stream_endpoint(service: GraphService) -> Callable[..., Awaitable[StreamingResponse]]:
-    async def stream(body, tokens: bool = Query(
-            False, description="Also stream the final answer's tokens as they are generated.")):
+    async def stream(body: BaseModel, tokens: bool = Query(
+            False, description="Also stream the final answer's tokens as they are generated."),
+                     ) -> StreamingResponse:
         try:
             await service.check(body)
         except InputTooLongError as exc:
             raise _too_long(exc) from exc
 
-        async def lines():
+        async def lines() -> AsyncIterator[str]:
             async for event in service.stream(body, tokens=tokens):
                 yield json.dumps(event, ensure_ascii=False) + "\n"
 
@@ -141,12 +145,14 @@ def _stream_endpoint(service: GraphService) -> Callable[..., Awaitable[Streaming
     return stream
 
 
-def _annotate_body(endpoint: Callable, request_model: type) -> None:
+def _annotate_body(endpoint: Callable[..., Any], request_model: type[BaseModel]) -> None:
     """FastAPI reads the body model from the signature; each graph has its own model."""
     signature = inspect.signature(endpoint)
     params = [p.replace(annotation=request_model) if p.name == "body" else p
               for p in signature.parameters.values()]
-    endpoint.__signature__ = signature.replace(parameters=params)
+    # inspect.signature reads __signature__, which typeshed does not declare on callables
+    endpoint.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=params)
 
 
 def create_app(graphs: Iterable[ComposeGraph], *, timeout_s: float = 300.0,

@@ -22,7 +22,7 @@ from compose.graph.io import graph_io_models
 
 def as_langchain_tool(graph: ComposeGraph, *, name: str | None = None,
                       description: str | None = None) -> StructuredTool:
-    request_model, _ = graph_io_models(graph.spec)
+    request_model, _ = graph_io_models(graph.resolved)
 
     def run(**arguments: Any) -> dict[str, Any]:
         return graph.outputs(graph.invoke(arguments))

@@ -39,8 +39,6 @@ from compose.api import ComposeGraph
 from compose.generators.base import ContextOverflowError, context_size
 from compose.graph.compiler import NodeError
 from compose.graph.io import graph_io_models
-from compose.module import LLMModule
-from compose.registry import get_module
 
 
 class RunTimeoutError(TimeoutError):
@@ -49,6 +47,9 @@ class RunTimeoutError(TimeoutError):
 
 class InputTooLongError(ValueError):
     """A request's text alone fills the model's context window, so no prompt with it fits."""
+
+    tokens: int | None  # None in a PromptTooLongError whose backend did not count
+    limit: int | None
 
     def __init__(self, fields: list[str], tokens: int, limit: int) -> None:
         self.fields = fields
@@ -95,11 +96,10 @@ class GraphService:
         self.name = graph.spec.name
         self.description = graph.spec.description or self.name
         self.timeout_s = timeout_s
-        self.Request, self.Response = graph_io_models(graph.spec)
+        self.Request, self.Response = graph_io_models(graph.resolved)
         self.Result = create_model(self.Response.__name__.replace("Response", "Result"),
                                    __base__=RunResult, output=(self.Response, ...))
-        self._prompts_model = any(issubclass(get_module(node.module), LLMModule)
-                                 for node in graph.spec.nodes.values())
+        self._prompts_model = graph.resolved.prompts_model
 
     def check_length(self, request: BaseModel) -> None:
         """Raise :class:`InputTooLongError` when the request's text alone fills the model's
@@ -221,5 +221,6 @@ def _events(mode: str, chunk: Any) -> list[dict[str, Any]]:
 def _public_update(update: dict[str, Any] | None) -> dict[str, Any]:
     """A node's state update without the compiler's bookkeeping, as plain JSON."""
     update = update or {}
-    return to_jsonable_python({k: v for k, v in update.items() if not k.startswith("_")},
-                              fallback=str)
+    public: dict[str, Any] = to_jsonable_python(
+        {k: v for k, v in update.items() if not k.startswith("_")}, fallback=str)
+    return public

@@ -50,7 +50,8 @@ def deadline_protocol(request_timeout_s: float) -> type[asyncio.Protocol]:
 
     class RequestDeadline(AutoHTTPProtocol):  # type: ignore[valid-type, misc]
         _deadline: asyncio.TimerHandle | None = None
-        _armed_after: object = None  # the request answered before the clock started
+        # the request answered before the clock started: a cycle of either implementation
+        _armed_after: Any = None
         _lingering = False  # refused: draining the client's late bytes before the close
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:

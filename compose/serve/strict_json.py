@@ -31,7 +31,8 @@ from pydantic_core import from_json
 JSON_MEDIA_TYPE = "application/json"
 
 
-def _non_finite_path(value: Any, path: tuple[str | int, ...] = ()) -> tuple | None:
+def _non_finite_path(value: Any,
+                     path: tuple[str | int, ...] = ()) -> tuple[str | int, ...] | None:
     """Where the first infinite float is, or None. Depth is bounded by the parser's own
     recursion limit, so this recursion is too."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -45,7 +46,7 @@ def _non_finite_path(value: Any, path: tuple[str | int, ...] = ()) -> tuple | No
     return None
 
 
-def _refused(kind: str, loc: tuple, msg: str, **ctx: Any) -> HTTPException:
+def _refused(kind: str, loc: tuple[str | int, ...], msg: str, **ctx: Any) -> HTTPException:
     error: dict[str, Any] = {"type": kind, "loc": ["body", *loc], "msg": msg}
     if ctx:
         error["ctx"] = ctx

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
@@ -74,7 +74,7 @@ def render_result(value: Any) -> str:
     return json.dumps(to_jsonable_python(value, fallback=str), ensure_ascii=False)
 
 
-def run_with_timeout(fn, kwargs: dict[str, Any], timeout_s: float) -> Any:
+def run_with_timeout(fn: Callable[..., Any], kwargs: dict[str, Any], timeout_s: float) -> Any:
     """Run ``fn(**kwargs)`` in a daemon thread; raise TimeoutError after ``timeout_s``."""
     outcome: dict[str, Any] = {}
 

@@ -27,8 +27,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from compose.eval.choice_metrics import choice_label
 from compose.structured import extract_json
+from compose.text import choice_label
 from compose.tools.execute import ToolCall
 from compose.tools.registry import get_tool
 

@@ -4,7 +4,9 @@ A tool is a typed Python function turned into data the agent loop can use: a nam
 description (the docstring's first paragraph), a pydantic argument model built from the
 signature, and an optional result model. An agent graph names tools by registry name in an
 allow-list, exactly as graphs name modules, so a model's output can pick among registered,
-allowed tools but can never name arbitrary code.
+allowed tools but can never name arbitrary code. A built-in tool's file is imported when the
+tool is first named (``BUILTIN_TOOLS``); an installed package adds tools through the
+``composerag.tools`` entry-point group (see :mod:`compose.plugins`).
 
 A parameter annotated :class:`~compose.module.ModuleContext` is not an argument: the executor
 passes the calling node's context (generator, retriever, cost stats) in its place.
@@ -28,7 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from compose.lookup import lookup
+from compose.plugins import Registry
 from compose.runtime import ModuleContext
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -49,6 +51,8 @@ class Tool(BaseModel):
     context_param: str | None = None
     timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0)
     max_result_chars: int = Field(default=DEFAULT_MAX_RESULT_CHARS, ge=64)
+    retrieves: bool = Field(default=False, description="The tool searches the calling "
+                            "graph's index, so a node allowed to call it needs one.")
 
     def args_schema(self) -> dict[str, Any]:
         return self.Args.model_json_schema()
@@ -60,7 +64,19 @@ class Tool(BaseModel):
         return f"{self.name}({args})"
 
 
-_TOOLS: dict[str, Tool] = {}
+BUILTIN_TOOLS: dict[str, str] = {
+    "bmi": "compose.modules.medical.calculators",
+    "cha2ds2_vasc": "compose.modules.medical.calculators",
+    "cockcroft_gault": "compose.modules.medical.calculators",
+    "convert_lab_unit": "compose.modules.medical.lab_units",
+    "egfr_ckd_epi_2021": "compose.modules.medical.calculators",
+    "evidence_search": "compose.modules.medical.evidence",
+}
+"""Built-in tool name -> the file that registers it, imported when the name is first asked for
+(the clinical tools live beside the methods that use them; the registry only names them)."""
+
+TOOLS: Registry[Tool] = Registry("tool", "composerag.tools", BUILTIN_TOOLS,
+                                 identity=lambda entry: entry.fn)
 
 
 def _description(fn: Callable[..., Any]) -> str:
@@ -92,11 +108,7 @@ def args_model(fn: Callable[..., Any], name: str) -> tuple[type[BaseModel], str 
 
 def register_tool(entry: Tool) -> Tool:
     """Add a tool; a name cannot be taken twice by different functions."""
-    existing = _TOOLS.get(entry.name)
-    if existing is not None and existing.fn is not entry.fn:
-        raise ValueError(f"tool name {entry.name!r} is already registered")
-    _TOOLS[entry.name] = entry
-    return entry
+    return TOOLS.add(entry.name, entry)
 
 
 def tool(
@@ -106,6 +118,7 @@ def tool(
     result: type[BaseModel] | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
+    retrieves: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``fn`` as a tool and return it unchanged (still callable)."""
 
@@ -125,24 +138,21 @@ def tool(
             context_param=context_param,
             timeout_s=timeout_s,
             max_result_chars=max_result_chars,
+            retrieves=retrieves,
         ))
         return fn
 
     return decorator
 
 
-def _load_builtin() -> None:
-    from compose.modules import medical  # noqa: F401  (registers the built-in tools)
-
-
 def get_tool(name: str) -> Tool:
-    _load_builtin()
-    return lookup(_TOOLS, name, "tool")
+    """The tool registered as ``name`` (built-in, plugin or registered in this process)."""
+    return TOOLS.get(name)
 
 
 def list_tools() -> dict[str, Tool]:
-    _load_builtin()
-    return dict(sorted(_TOOLS.items()))
+    """Every tool by name; warns of plugins that failed to load."""
+    return dict(TOOLS.items())
 
 
 def check_tool_names(names: Iterable[str]) -> list[str]:

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from compose.tune.evaluate import ModuleScores
 
 tune_app = typer.Typer(help="Tune the local generator per module (LoRA) and score modules.",
                        no_args_is_help=True)
@@ -127,7 +132,7 @@ class RichTrainingProgress:
                             TextColumn("loss {task.fields[loss]:.3f}"),
                             TextColumn("{task.fields[tps]:.0f} tok/s"),
                             TimeElapsedColumn(), TimeRemainingColumn(), console=console)
-        self.task = None
+        self.task: TaskID | None = None
 
     def start(self, total: int, completed: int) -> None:
         self.bar.start()
@@ -135,6 +140,7 @@ class RichTrainingProgress:
                                       tps=0.0)
 
     def advance(self, loss: float, tokens_per_s: float) -> None:
+        assert self.task is not None  # the trainer calls start first
         self.bar.update(self.task, advance=1, loss=loss, tps=tokens_per_s)
 
     def stop(self) -> None:
@@ -161,7 +167,7 @@ def train_command(
     """
     from compose.tune.train import CheckpointMismatch, TrainConfig, train
 
-    fields = {"data": data, "out": out, "time_budget_min": time_budget_min}
+    fields: dict[str, object] = {"data": data, "out": out, "time_budget_min": time_budget_min}
     for item in set_ or []:
         key, value = setting(item)
         fields[key] = value
@@ -208,6 +214,23 @@ def export_command(
     console.print(str(export_adapter(adapter_dir, out_file, base_model=base_model)))
 
 
+def _score_adapter(name: str, valid: Path, fields: dict[str, object], *,
+                   modules: list[str] | None, limit: int | None) -> list[ModuleScores]:
+    """One adapter's module scores, drawn as a progress bar while they are computed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from compose.config import GeneratorConfig
+    from compose.tune.evaluate import evaluate_modules
+
+    with Progress(TextColumn(f"scoring adapter={name}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("eval", total=None)
+        return evaluate_modules(
+            valid, GeneratorConfig.model_validate({**fields, "adapter": name}),
+            modules=modules, limit=limit, on_example=lambda: bar.advance(task),
+            on_start=lambda total: bar.update(task, total=total))
+
+
 @tune_app.command("eval")
 def eval_command(
     data: Annotated[Path, typer.Option(help="A build-data output directory.")] = Path(
@@ -226,28 +249,19 @@ def eval_command(
     Example: composerag tune eval --data runs/tune/data --adapter none --adapter tuned
     --limit 60
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from compose.config import GeneratorConfig
-    from compose.tune.evaluate import evaluate_modules
-
     adapters = adapter or ["none"]
-    fields: dict = {}
+    fields: dict[str, object] = {}
     for item in set_ or []:
         key, value = setting(item)
         fields[key] = value
     valid = data / "valid.jsonl"
-    results = {}
+    results: dict[str, list[ModuleScores]] = {}
     for name in adapters:
-        with Progress(TextColumn(f"scoring adapter={name}"), BarColumn(),
-                      MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
-            task = bar.add_task("eval", total=None)
-            results[name] = evaluate_modules(
-                valid, GeneratorConfig.model_validate({**fields, "adapter": name}),
-                modules=modules.split(",") if modules else None, limit=limit,
-                on_example=lambda bar=bar, task=task: bar.advance(task),
-                on_start=lambda total, bar=bar, task=task: bar.update(task, total=total))
+        results[name] = _score_adapter(name, valid, fields,
+                                       modules=modules.split(",") if modules else None,
+                                       limit=limit)
     table = Table("module", "n", "metric", *[f"adapter={a}" for a in adapters],
                   title="module scores on the tuning-validation set")
     first = results[adapters[0]]

@@ -23,11 +23,15 @@ import os
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field, ValidationError
 
 from compose.tune.example import ModuleCase, TrainingExample, build_module, render_example
 from compose.tune.sources import SOURCES, row_rng
+
+if TYPE_CHECKING:
+    from compose.module import LLMModule
 
 VALID_SHARE = 0.10
 
@@ -93,10 +97,11 @@ def build_dataset(data_dir: Path, out_dir: Path, recipe: Recipe | None = None) -
     counts: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
     sources: dict[str, str] = {}
-    modules: dict[tuple[str, str], object] = {}
+    modules: dict[tuple[str, str], LLMModule] = {}
     inputs = [(name, caps, data_dir / SOURCES[name].file, SOURCES[name].cases)
               for name, caps in recipe.caps.items() if name in SOURCES]
-    uncapped = defaultdict(lambda: 1_000_000)  # bootstrap caps default to everything
+    # bootstrap caps default to everything
+    uncapped: defaultdict[str, int] = defaultdict(lambda: 1_000_000)
     inputs += [(f"bootstrap:{Path(file).name}", recipe.caps.get("bootstrap") or uncapped,
                 Path(file), read_cases) for file in recipe.bootstrap_files]
     unknown = set(recipe.caps) - set(SOURCES) - {"bootstrap"}

@@ -18,15 +18,23 @@ import math
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from compose.config import GeneratorConfig, RuntimeConfig
-from compose.eval.metrics import exact_match, normalize_answer, token_f1
 from compose.runtime import ModuleContext
 from compose.structured import StructuredOutputError
+from compose.text import UNKNOWN, exact_match, normalize_answer, token_f1
 from compose.tune.dataset import read_examples
 from compose.tune.example import TrainingExample, build_module
+
+if TYPE_CHECKING:
+    from compose.module import LLMModule
+
+# A scorer reads the fields of one module's Output model (the modules live in modules/,
+# which this package's type check sees as Any).
+Scorer = Callable[[TrainingExample, Any], dict[str, float]]
 
 COVERED_F1 = 0.6  # a gold sub-question counts as covered by a predicted one this close
 
@@ -38,10 +46,10 @@ class ModuleScores(BaseModel):
     failures: int = 0
 
 
-def score_answer(example: TrainingExample, output) -> dict[str, float]:
+def score_answer(example: TrainingExample, output: Any) -> dict[str, float]:
     gold = example.output["answer"]
     scores = {"em": exact_match(output.answer, [gold]), "f1": token_f1(output.answer, [gold])}
-    if normalize_answer(gold) == "unknown":
+    if normalize_answer(gold) == UNKNOWN:
         scores["abstain_acc"] = float(output.is_unknown)
     else:
         scores["answered_f1"] = scores["f1"]
@@ -50,7 +58,7 @@ def score_answer(example: TrainingExample, output) -> dict[str, float]:
     return scores
 
 
-def score_decompose(example: TrainingExample, output) -> dict[str, float]:
+def score_decompose(example: TrainingExample, output: Any) -> dict[str, float]:
     gold = example.output["sub_questions"]
     predicted = output.sub_questions
     covered = sum(max((token_f1(p, [g]) for p in predicted), default=0.0) >= COVERED_F1
@@ -58,15 +66,15 @@ def score_decompose(example: TrainingExample, output) -> dict[str, float]:
     return {"coverage": covered / len(gold), "same_count": float(len(predicted) == len(gold))}
 
 
-def score_flag(field: str) -> Callable[[TrainingExample, object], dict[str, float]]:
-    def score(example: TrainingExample, output) -> dict[str, float]:
+def score_flag(field: str) -> Scorer:
+    def score(example: TrainingExample, output: Any) -> dict[str, float]:
         return {"accuracy": float(getattr(output, field) == example.output[field])}
     return score
 
 
 PRIMARY = {"answer": ("em", "f1"), "decompose": ("coverage", "same_count"),
            "verify": ("accuracy",), "retrieval_decision": ("accuracy",)}
-SCORERS: dict[str, Callable[[TrainingExample, object], dict[str, float]]] = {
+SCORERS: dict[str, Scorer] = {
     "answer": score_answer,
     "decompose": score_decompose,
     "verify": score_flag("grounded"),
@@ -74,7 +82,8 @@ SCORERS: dict[str, Callable[[TrainingExample, object], dict[str, float]]] = {
 }
 
 
-def verdict_probability(ctx: ModuleContext, module, example: TrainingExample) -> float | None:
+def verdict_probability(ctx: ModuleContext, module: LLMModule,
+                        example: TrainingExample) -> float | None:
     """P(grounded) from the greedy verdict's true/false token, for the AUC."""
     schema = module.emitted_model().model_json_schema()
     generation = ctx.generator.generate(module.messages(module.Input.model_validate(
@@ -138,9 +147,9 @@ def evaluate_modules(valid_file: Path, generator: GeneratorConfig, *,
                 on_example()
         metrics = {key: round(sum(v) / len(v), 4) for key, v in sums.items()}
         if name == "verify":
-            value = auc(labels, probabilities)
-            if value is not None:
-                metrics["auc"] = round(value, 4)
+            area = auc(labels, probabilities)
+            if area is not None:
+                metrics["auc"] = round(area, 4)
         results.append(ModuleScores(module=name, n=len(chosen), metrics=metrics,
                                     failures=failures))
     return results

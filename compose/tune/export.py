@@ -35,6 +35,7 @@ import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 from compose.generators.adapters import AdapterManifest, gguf_signature, manifest_path
 from compose.generators.fast_gguf import sha256_file
@@ -52,7 +53,7 @@ class ExportError(RuntimeError):
 
 
 def export_adapter(peft_dir: Path, out_file: Path, *, base_model: str = DEFAULT_MODEL,
-                   recipe: dict | None = None) -> Path:
+                   recipe: dict[str, Any] | None = None) -> Path:
     """Convert the peft adapter in ``peft_dir`` for ``base_model`` (a registry name or a base
     GGUF path) into ``out_file``, and write ``<out_file>.json``."""
     config_file = peft_dir / "adapter_config.json"

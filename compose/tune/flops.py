@@ -15,6 +15,7 @@ Usage::
 from __future__ import annotations
 
 import time
+from typing import Protocol
 
 from pydantic import BaseModel
 
@@ -26,7 +27,17 @@ class Efficiency(BaseModel):
     share_of_bound: float
 
 
-def layer_weights(config) -> int:
+class DecoderShape(Protocol):
+    """The fields of a decoder's transformers config the count reads."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    num_hidden_layers: int
+
+
+def layer_weights(config: DecoderShape) -> int:
     head_dim = config.hidden_size // config.num_attention_heads
     kv = config.num_key_value_heads * head_dim
     attention = 2 * config.hidden_size * config.hidden_size + 2 * config.hidden_size * kv
@@ -52,8 +63,8 @@ def fp32_matmul_bound(threads: int, size: int = 2048, repeats: int = 8) -> float
     return 2 * size**3 / best / 1e9
 
 
-def training_efficiency(config, *, lora_layers: int | None, tokens: int, mean_context: float,
-                        seconds: float, threads: int) -> Efficiency:
+def training_efficiency(config: DecoderShape, *, lora_layers: int | None, tokens: int,
+                        mean_context: float, seconds: float, threads: int) -> Efficiency:
     n_layers = config.num_hidden_layers
     trained = min(lora_layers or n_layers, n_layers)
     per_layer = 2 * layer_weights(config) + 4 * config.hidden_size * mean_context

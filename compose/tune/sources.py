@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from compose.eval.metrics import normalize_answer
-from compose.modules.answer import UNKNOWN
+from compose.text import UNKNOWN, normalize_answer
 from compose.tune.example import ModuleCase
 
 PASSAGE_CHARS = 650  # under answer's 700-character cut, so the gold text is never cut off
@@ -37,7 +37,7 @@ def row_rng(key: str) -> random.Random:
     return random.Random(int(hashlib.sha256(key.encode()).hexdigest()[:16], 16))
 
 
-def read_rows(path: Path) -> Iterator[tuple[int, dict]]:
+def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if line.strip():
@@ -77,11 +77,12 @@ def contains(text: str, answer: str) -> bool:
     return bool(target) and f" {target} " in padded_normal_form(text)
 
 
-def passage(pid: str, title: str, text: str) -> dict:
+def passage(pid: str, title: str, text: str) -> dict[str, str]:
     return {"id": pid, "title": title, "text": text}
 
 
-def reading_case(source: str, question: str, gold: list[dict], distractors: list[dict],
+def reading_case(source: str, question: str, gold: list[dict[str, str]],
+                 distractors: list[dict[str, str]],
                  answer: str, rng: random.Random, n_passages: int) -> ModuleCase:
     """An ``answer`` case: gold passages at random positions among distractors."""
     shown = gold + distractors[: max(0, n_passages - len(gold))]
@@ -92,7 +93,7 @@ def reading_case(source: str, question: str, gold: list[dict], distractors: list
                       group=source)
 
 
-def verify_case(source: str, question: str, answer: str, passages: list[dict],
+def verify_case(source: str, question: str, answer: str, passages: list[dict[str, str]],
                 grounded: bool) -> ModuleCase:
     reason = (f"A passage states that the answer is {answer}." if grounded else
               f"No passage states that {answer} answers the question.")
@@ -108,7 +109,7 @@ def decompose_case(source: str, question: str, steps: list[str]) -> ModuleCase:
                       source=source, group=source)
 
 
-def majority_answer(answers: list[dict]) -> str:
+def majority_answer(answers: list[dict[str, Any]]) -> str:
     counts = Counter(a["text"].strip() for a in answers if a["text"].strip())
     return min(counts, key=lambda text: (-counts[text], len(text))) if counts else ""
 
@@ -168,12 +169,12 @@ def squad_unanswerable_cases(path: Path) -> Iterator[ModuleCase]:
                            rng.choice([2, 3, 4, 5]))
 
 
-def wiki_paragraphs(context: list) -> list[dict]:
+def wiki_paragraphs(context: list[list[Any]]) -> list[dict[str, str]]:
     return [passage(title, title, " ".join(s.strip() for s in sentences if s.strip()))
             for title, sentences in context]
 
 
-def sub_answers(row: dict) -> list[tuple[str, str]] | None:
+def sub_answers(row: dict[str, Any]) -> list[tuple[str, str]] | None:
     """2Wiki's sub-question/answer pairs, with the short answer taken from the evidence
     triple whose object the MIGRES answer sentence states; None if they do not line up."""
     pairs, triples = row.get("migres_qa_pairs") or [], row.get("evidences") or []

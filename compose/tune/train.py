@@ -27,13 +27,17 @@ import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from pydantic import BaseModel, Field
 
 from compose.tune.dataset import file_digest, read_examples
 from compose.tune.example import TrainingExample
 from compose.tune.flops import Efficiency, training_efficiency
+
+if TYPE_CHECKING:  # torch and peft take seconds to import: only the commands that train do
+    import torch
+    from peft import PeftModel
 
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -127,7 +131,7 @@ def step_units(examples: list[TrainingExample], seed: int, epochs: float,
     return ordered
 
 
-def build_model(config: TrainConfig):
+def build_model(config: TrainConfig) -> tuple[PeftModel, Path]:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -148,14 +152,16 @@ def build_model(config: TrainConfig):
     return get_peft_model(model, lora), base_dir
 
 
-def reply_logits(model, prompt: list[int], target: list[int], precision: str = "fp32"):
+def reply_logits(model: PeftModel, prompt: list[int], target: list[int],
+                 precision: str = "fp32") -> torch.Tensor:
     """Logits predicting each target token (positions len(prompt)-1 ... end-1)."""
     import torch
 
     ids = torch.tensor([prompt + target])
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
         out = model(input_ids=ids, logits_to_keep=len(target) + 1)
-    return out.logits[0, :-1].float()
+    logits: torch.Tensor = out.logits[0, :-1].float()
+    return logits
 
 
 def shared_prefix(a: list[int], b: list[int]) -> int:
@@ -165,7 +171,9 @@ def shared_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def save_checkpoint(directory: Path, model, optimizer, scheduler, state: dict) -> None:
+def save_checkpoint(directory: Path, model: PeftModel, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler,
+                    state: dict[str, Any]) -> None:
     import torch
     from peft import get_peft_model_state_dict
 
@@ -182,7 +190,7 @@ def save_checkpoint(directory: Path, model, optimizer, scheduler, state: dict) -
         shutil.rmtree(backup)
 
 
-def load_checkpoint(directory: Path, fingerprint: str):
+def load_checkpoint(directory: Path, fingerprint: str) -> dict[str, Any] | None:
     import torch
 
     if not (directory / "state.pt").is_file():
@@ -190,7 +198,7 @@ def load_checkpoint(directory: Path, fingerprint: str):
         if not (old / "state.pt").is_file():
             return None
         directory = old
-    state = torch.load(directory / "state.pt", weights_only=False)
+    state: dict[str, Any] = torch.load(directory / "state.pt", weights_only=False)
     if state.get("fingerprint") != fingerprint:
         raise CheckpointMismatch(
             f"{directory} was made with other settings or data; resume with the same "
@@ -198,7 +206,16 @@ def load_checkpoint(directory: Path, fingerprint: str):
     return state
 
 
-def train(config: TrainConfig, *, restart: bool = False, progress=None) -> TrainResult:
+class TrainingProgress(Protocol):
+    """What ``train`` reports its progress to (the CLI draws it as a bar)."""
+
+    def start(self, total: int, completed: int) -> None: ...
+
+    def advance(self, loss: float, tokens_per_s: float) -> None: ...
+
+
+def train(config: TrainConfig, *, restart: bool = False,
+          progress: TrainingProgress | None = None) -> TrainResult:
     """Train (or resume) and save the peft adapter to ``config.out / 'adapter'``."""
     import torch
 
@@ -272,9 +289,9 @@ def train(config: TrainConfig, *, restart: bool = False, progress=None) -> Train
         step_loss = 0.0
         for unit in step:
             logits = [reply_logits(model, *encoded[i], config.precision) for i in unit]
-            loss = sum(torch.nn.functional.cross_entropy(
+            loss = cast("torch.Tensor", sum(torch.nn.functional.cross_entropy(  # of tensors
                 lg, torch.tensor(encoded[i][1]), reduction="sum")
-                for lg, i in zip(logits, unit, strict=True)) / n_target
+                for lg, i in zip(logits, unit, strict=True)) / n_target)
             if len(unit) == 2 and config.consistency_weight > 0:
                 shared = shared_prefix(encoded[unit[0]][1], encoded[unit[1]][1])
                 if shared:
@@ -285,7 +302,7 @@ def train(config: TrainConfig, *, restart: bool = False, progress=None) -> Train
                                 + torch.nn.functional.kl_div(b, a, log_target=True,
                                                              reduction="batchmean"))
                     loss = loss + config.consistency_weight * kl * len(unit) / len(step)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # unannotated in torch
             step_loss += float(loss.detach())
             tokens += sum(len(encoded[i][0]) + len(encoded[i][1]) for i in unit)
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)

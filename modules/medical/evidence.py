@@ -38,7 +38,7 @@ class EvidenceResult(BaseModel):
 
 # The first call in a process also opens the index and loads the query encoder (seconds on a
 # busy CPU), which the timeout has to allow for; later calls take milliseconds.
-@tool(result=EvidenceResult, timeout_s=60.0, max_result_chars=2400)
+@tool(result=EvidenceResult, timeout_s=60.0, max_result_chars=2400, retrieves=True)
 def evidence_search(query: Annotated[str, Field(min_length=3, max_length=200)],
                     ctx: ModuleContext, k: Literal[1, 2, 3, 4, 5] = 3) -> EvidenceResult:
     """Search biomedical abstracts for evidence on a query; returns the top-k abstracts

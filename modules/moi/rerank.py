@@ -28,24 +28,19 @@ Usage::
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from compose.corpus import ScoredPassage
 from compose.generators.factory import get_generator
 from compose.module import Module, PromptTemplate
-from compose.modules.answer import (
-    UNKNOWN,
-    Answer,
-    AnswerInput,
-    EmittedAnswer,
-    format_passages,
-)
+from compose.modules.answer import Answer, AnswerInput, EmittedAnswer, format_passages
 from compose.modules.moi.explore import ExplorePass, explore
 from compose.modules.moi.signals import Signal, majority_answer, score_passes
 from compose.registry import register
 from compose.runtime import ModuleContext
+from compose.text import UNKNOWN
 
 if TYPE_CHECKING:
     import numpy as np
@@ -122,19 +117,31 @@ class MoiParams(BaseModel):
 
 
 @register
-class MoiRerank(Module):
+class MoiRerank(Module[MoiInput, MoiOutput, MoiParams]):
     name = "moi_rerank"
     purpose = ("Re-order passages by debiased utility estimated from answers over several "
                "passage orders (Mixture-of-Intervention).")
-    Input = MoiInput
-    Output = MoiOutput
-    Params = MoiParams
     prompt = PromptTemplate(
         version="moi-explore-v1",
         system=("You answer questions with a short phrase: a name, a place, a date, a number, "
                 "or yes/no. Use only the numbered passages."),
         user="Question: {question}\n\nPassages:\n{passages}\n\nGive the short answer as JSON.",
     )
+
+    @classmethod
+    def trace_summary(cls, output: dict[str, Any]) -> str:
+        """The final order, or the vote, and what exploring the orders cost."""
+        from rich.markup import escape
+
+        order = "; ".join(escape(p.get("title") or p["id"]) for p in output.get("passages", []))
+        trials = output.get("trials") or []
+        if output.get("voted"):
+            return (f"voted [bold]{escape(output.get('vote_answer', ''))}[/] over "
+                    f"{len(trials)} orders")
+        if not trials:
+            return f"order: {order}"
+        return (f"re-ranked after {len(trials)} orders ({output.get('tokens_evaluated', 0)} of "
+                f"{output.get('tokens_prompted', 0)} prompt tokens evaluated): {order}")
 
     def cache_identity(self, ctx: ModuleContext) -> str:
         if self.params.mode in ("keep", "shuffle"):

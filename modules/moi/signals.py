@@ -19,14 +19,13 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Literal
 
-from compose.eval.metrics import normalize_answer, token_f1
+from compose.text import NON_ANSWERS, is_abstention, normalize_answer, token_f1
 
 Signal = Literal["logprob", "consistency", "oracle"]
-NON_ANSWERS = ("", "unknown", "none", "n a", "na")
 
 
 def is_non_answer(answer: str) -> bool:
-    return normalize_answer(answer) in NON_ANSWERS
+    return is_abstention(answer, NON_ANSWERS)
 
 
 def majority_answer(answers: Sequence[str]) -> str | None:

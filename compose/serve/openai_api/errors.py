@@ -54,5 +54,7 @@ def install_error_shape(app: FastAPI) -> None:
         return JSONResponse(error_body(str(exc.detail), code=code),
                             status_code=exc.status_code, headers=exc.headers)
 
-    app.add_exception_handler(OpenAIError, refused)
-    app.add_exception_handler(StarletteHTTPException, handler)
+    # Starlette types a handler as taking any Exception, though it is called only with the
+    # class it is registered for
+    app.add_exception_handler(OpenAIError, refused)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, handler)  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -57,7 +57,7 @@ async def _read_request(request: Request) -> ChatCompletionRequest:
     try:
         value = parse_json_body(await request.body())
     except HTTPException as exc:
-        problem = exc.detail[0]
+        problem = cast("list[dict[str, Any]]", exc.detail)[0]  # parse_json_body's error list
         raise OpenAIError(400, f"{problem['msg']}: {problem.get('ctx', {}).get('error', '')}"
                           .rstrip(": ")) from None
     try:

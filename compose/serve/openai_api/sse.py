@@ -22,7 +22,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -75,7 +75,7 @@ async def chunks(chat: ChatGraph, request: BaseModel, model: str,
     """The SSE lines of one streamed completion of ``request``."""
     ident, created = completion_id(), int(time.time())
 
-    def chunk(delta: dict[str, str], finish: str | None = None,
+    def chunk(delta: dict[str, str], finish: Literal["stop"] | None = None,
               info: RunInfo | None = None) -> str:
         body = ChatCompletionChunk(id=ident, created=created, model=model, composerag=info,
                                    choices=[ChunkChoice(delta=delta, finish_reason=finish)])
