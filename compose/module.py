@@ -41,9 +41,9 @@ from compose.generators.base import Message
 from compose.runtime import COST_FIELDS, ModuleContext
 
 
+# The params of a module that takes none: any param in its node is an error. (No docstring:
+# pydantic would put it into the schema ``composerag modules --json`` prints.)
 class NoParams(BaseModel):
-    """The params of a module that takes none: any param in its node is an error."""
-
     model_config = ConfigDict(extra="forbid")
 
 

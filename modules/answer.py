@@ -111,7 +111,7 @@ class Answer(LLMModule[AnswerInput, AnswerOutput, AnswerParams]):
             "question": inp.question,
         }
 
-    def emitted_from_output(self, inp: AnswerInput, out: AnswerOutput) -> EmittedAnswer:
+    def emitted_from_output(self, inp: AnswerInput, out: AnswerOutput) -> BaseModel:
         labels = {p.id: i for i, p in enumerate(inp.passages[: self.params.max_passages], 1)}
         return self.emitted_model().model_validate(
             {"answer": out.answer, "citations": [labels[c] for c in out.citations

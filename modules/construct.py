@@ -13,6 +13,7 @@ Usage::
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,7 +47,7 @@ class EmittedQuestion(BaseModel):
 def fill_placeholders(text: str, previous: list[AnsweredHop]) -> tuple[str, list[int]]:
     unresolved: list[int] = []
 
-    def substitute(match) -> str:
+    def substitute(match: re.Match[str]) -> str:
         k = int(match.group(1))
         if 1 <= k <= len(previous) and previous[k - 1].answer:
             return previous[k - 1].answer

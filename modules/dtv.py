@@ -18,7 +18,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from compose.corpus import Passage
-from compose.module import LLMModule, Module, PromptTemplate
+from compose.module import LLMModule, Module, NoParams, PromptTemplate
 from compose.modules.interpretation import Interpretation
 from compose.registry import register
 from compose.runtime import ModuleContext
@@ -124,7 +124,8 @@ class RecordInterpretationOutput(BaseModel):
 
 
 @register
-class RecordInterpretation(Module[RecordInterpretationInput, RecordInterpretationOutput, NoParams]):
+class RecordInterpretation(Module[RecordInterpretationInput, RecordInterpretationOutput,
+                                  NoParams]):
     name = "record_interpretation"
     purpose = ("Append the answered reading with its cited passage (the top passage when "
                "nothing was cited) and its verdict to the candidates.")

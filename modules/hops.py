@@ -14,7 +14,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from compose.corpus import Passage
-from compose.module import Module
+from compose.module import Module, NoParams
 from compose.registry import register
 from compose.runtime import ModuleContext
 

@@ -58,7 +58,8 @@ def render_line(number: int, item: Interpretation, include_question: bool) -> st
 
 
 @register
-class ListInterpretations(Module[ListInterpretationsInput, ListInterpretationsOutput, ListInterpretationsParams]):
+class ListInterpretations(Module[ListInterpretationsInput, ListInterpretationsOutput,
+                                 ListInterpretationsParams]):
     name = "list_interpretations"
     purpose = "Final answer: one line per interpretation with its answer and cited passage."
 

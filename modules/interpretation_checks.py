@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from compose.module import Module
+from compose.module import Module, NoParams
 from compose.modules.interpretation import Interpretation
 from compose.modules.verify import Verify
 from compose.registry import register
@@ -61,7 +61,8 @@ class VerifyInterpretationsParams(BaseModel):
 
 
 @register
-class VerifyInterpretations(Module[VerifyInterpretationsInput, VerifyInterpretationsOutput, VerifyInterpretationsParams]):
+class VerifyInterpretations(Module[VerifyInterpretationsInput, VerifyInterpretationsOutput,
+                                   VerifyInterpretationsParams]):
     name = "verify_interpretations"
     purpose = ("Set each interpretation's verdict with the verify module, against its own "
                "passage (disabled: leave them unchanged).")

@@ -82,7 +82,8 @@ class EmittedReading(BaseModel):
 
 
 @register
-class DiversifyPassage(LLMModule[DiversifyPassageInput, DiversifyPassageOutput, DiversifyPassageParams]):
+class DiversifyPassage(LLMModule[DiversifyPassageInput, DiversifyPassageOutput,
+                                 DiversifyPassageParams]):
     name = "diversify_passage"
     purpose = ("Ambiguous question + one passage -> one disambiguated question this passage "
                "answers, with the answer, or an abstention.")
@@ -152,7 +153,8 @@ class VerifiedDiversifyParams(DiversifyPassageParams):
 
 
 @register
-class VerifiedDiversify(Module[VerifiedDiversifyInput, VerifiedDiversifyOutput, VerifiedDiversifyParams]):
+class VerifiedDiversify(Module[VerifiedDiversifyInput, VerifiedDiversifyOutput,
+                               VerifiedDiversifyParams]):
     name = "verified_diversify"
     purpose = ("Run diversify_passage over the top-k passages (bounded concurrency) and keep "
                "the grounded readings, in passage order.")

@@ -48,14 +48,11 @@ class CountedParams(BaseModel):
 
 
 @register
-class Picky(Module):
+class Picky(Module[Note, Noted, CountedParams]):
     """A module with its own node check: a node must say its mood."""
 
     name = "test_picky"
     purpose = "Echo the question, in a mood."
-    Input = Note
-    Output = Noted
-    Params = CountedParams
 
     @classmethod
     def check_node(cls, node: str, params: dict, graph: GraphFacts) -> list[NodeIssue]:

@@ -29,7 +29,7 @@ from compose.eval.metrics import (
     register_metric,
 )
 from compose.generators.factory import BACKENDS, get_generator, register_backend
-from compose.module import Module
+from compose.module import Module, NoParams
 from compose.modules.answer import Answer
 from compose.plugins import PluginLoadWarning, Registry
 from compose.registry import MODULES, get_module, list_modules, register
@@ -133,10 +133,15 @@ class _Text(BaseModel):
     text: str
 
 
-def _module_class(name: str) -> type[Module]:
-    return type("Plugged", (Module,), {"name": name, "purpose": "A test plugin.",
-                                       "Input": _Text, "Output": _Text,
-                                       "run": lambda self, inp, ctx: inp})
+def _module_class(registered_as: str) -> type[Module]:
+    class Plugged(Module[_Text, _Text, NoParams]):
+        name = registered_as
+        purpose = "A test plugin."
+
+        def run(self, inp, ctx):
+            return inp
+
+    return Plugged
 
 
 def test_modules_refuse_a_taken_name_and_suggest_names():
@@ -150,17 +155,16 @@ def test_modules_refuse_a_taken_name_and_suggest_names():
 def test_a_module_plugin_registers_by_decorator_or_by_entry_point_name(site: Site):
     decorated = """
         from pydantic import BaseModel
-        from compose.module import Module
+        from compose.module import Module, NoParams
         from compose.registry import register
 
         class Text(BaseModel):
             text: str
 
         @register
-        class Loud(Module):
+        class Loud(Module[Text, Text, NoParams]):
             name = "t_loud"
             purpose = "Upper-case a text."
-            Input = Output = Text
 
             def run(self, inp, ctx):
                 return Text(text=inp.text.upper())
@@ -195,15 +199,14 @@ def test_a_broken_module_plugin_is_named_on_every_lookup_not_called_unknown(site
 def test_a_plugin_cannot_take_a_builtin_name_even_before_the_builtin_loads(site: Site):
     source = """
         from pydantic import BaseModel
-        from compose.module import Module
+        from compose.module import Module, NoParams
 
         class Text(BaseModel):
             text: str
 
-        class Impostor(Module):
+        class Impostor(Module[Text, Text, NoParams]):
             name = "verify"
             purpose = "Not the real one."
-            Input = Output = Text
 
             def run(self, inp, ctx):
                 return inp

@@ -14,18 +14,16 @@ Usage::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
+from compose.cli.common import SetOption, err, fail, out
+
 if TYPE_CHECKING:
     from typer._click.core import Context  # the copy of click that typer runs on
-
-out = Console()
-err = Console(stderr=True)
 
 
 class EvalGroup(TyperGroup):
@@ -44,11 +42,6 @@ eval_app = typer.Typer(cls=EvalGroup, no_args_is_help=True,
                        "--dataset ...` is `eval run`), or compare evaluation runs.")
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/] {escape(message)}")
-    raise typer.Exit(code)
-
-
 @eval_app.command("run")
 def evaluate(
     graph: Annotated[str, typer.Argument(help="Shipped graph name or YAML path.")],
@@ -56,9 +49,7 @@ def evaluate(
         help="NAME:PATH (hotpotqa, 2wikimultihopqa, musique, asqa, pubmedqa) or 'demo'.")],
     limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="Results JSONL.")] = None,
-    set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="Override a spec value: --set nodes.retrieve.params.k=10 (repeatable)."
-    )] = None,
+    set_: SetOption = None,
     cache: Annotated[bool, typer.Option(help="Use the module cache.")] = True,
     cache_path: Annotated[str | None, typer.Option(help="SQLite cache file.")] = None,
     index_root: Annotated[Path | None, typer.Option(help="Where pooled indexes live.")] = None,

@@ -7,18 +7,21 @@ import sys
 import textwrap
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from compose.cli.common import SetOption, err, fail, out
 from compose.cli.eval_cmd import eval_app
 from compose.cli.moi import moi_app
 from compose.tune.cli import tune_app
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
     from compose.api import ComposeGraph
+    from compose.graph.spec import GraphSpec
 
 app = typer.Typer(help="Compose RAG and agent pipelines from atomic typed modules.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -31,11 +34,7 @@ app.add_typer(trace_app, name="trace")
 app.add_typer(moi_app, name="moi")
 app.add_typer(tune_app, name="tune")
 app.add_typer(eval_app, name="eval")
-out = Console()
-err = Console(stderr=True)
 
-SetOption = Annotated[list[str] | None, typer.Option(
-    "--set", help="Override a spec value: --set nodes.retrieve.params.k=10 (repeatable).")]
 IndexOption = Annotated[Path | None, typer.Option(
     help="Index directory. Default for graphs that retrieve: the demo corpus index, built on "
     "first use.")]
@@ -44,11 +43,6 @@ SPEC_ERRORS = (FileNotFoundError, ValueError)
 ``YamlSyntaxError`` are ``ValueError``s. Naming them here would import the validator, and
 with it every module's pydantic models, into each start-up (``--help`` included); every
 heavy import of this file is made inside the command that needs it for the same reason."""
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/] {escape(message)}")
-    raise typer.Exit(code)
 
 
 def open_graph(graph: str, index: Path | None, overrides: list[str] | None, cache: bool | None,
@@ -159,17 +153,18 @@ def run(
     print_outputs(compiled, state, as_json)
 
 
-def run_durably(compiled, question: str | None, thread_id: str, approve_all: bool) -> dict:
+def run_durably(compiled: ComposeGraph, question: str | None, thread_id: str,
+                 approve_all: bool) -> dict[str, Any]:
     """Start or resume the checkpointed run ``thread_id``, asking before each paused node."""
     saved = compiled.checkpoint(thread_id)
-    done = len(saved.values.get("trace") or [])
-    if saved.values:
-        if question and question != saved.values.get("question"):
-            fail(f"thread {thread_id!r} answers another question: "
-                 f"{saved.values.get('question')!r}")
+    values: dict[str, Any] = saved.values  # a graph's state is a dict of its channels
+    done = len(values.get("trace") or [])
+    if values:
+        if question and question != values.get("question"):
+            fail(f"thread {thread_id!r} answers another question: {values.get('question')!r}")
         if not saved.next:
             err.print(f"[dim]thread {thread_id} already finished ({done} nodes)[/]")
-            return saved.values
+            return values
         err.print(f"[dim]resuming thread {thread_id}: {done} node(s) done, "
                   f"next: {', '.join(saved.next)}[/]")
         state = compiled.resume(thread_id)
@@ -191,7 +186,7 @@ def run_durably(compiled, question: str | None, thread_id: str, approve_all: boo
     return state
 
 
-def show_pending(compiled, node: str, values: dict) -> None:
+def show_pending(compiled: ComposeGraph, node: str, values: dict[str, Any]) -> None:
     """What the paused node is about to read (for a tool node: the call it will make)."""
     from compose.registry import get_module
 
@@ -212,14 +207,14 @@ def output_text(value: Any, limit: int = OUTPUT_CHARS) -> str:
     ``limit`` characters (hops or clusters can run to pages), saying how to see it all."""
     from pydantic_core import to_jsonable_python
 
-    if not isinstance(value, str):
-        value = json.dumps(to_jsonable_python(value, fallback=str), ensure_ascii=False)
-    if len(value) <= limit:
-        return value
-    return f"{value[:limit]}... ({len(value)} characters; --json prints all)"
+    text = value if isinstance(value, str) else json.dumps(
+        to_jsonable_python(value, fallback=str), ensure_ascii=False)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters; --json prints all)"
 
 
-def print_outputs(compiled, state: dict, as_json: bool) -> None:
+def print_outputs(compiled: ComposeGraph, state: dict[str, Any], as_json: bool) -> None:
     """Every declared output: answer, citations and passages in their own form, any other
     (a verdict, interpretations, tool calls) as a line of its own, so nothing a graph
     declares needs ``--json`` to be seen."""
@@ -304,7 +299,7 @@ def show(
         err.print(f"wrote {png}")
 
 
-def open_graph_for_render(graph: str, overrides: list[str] | None):
+def open_graph_for_render(graph: str, overrides: list[str] | None) -> GraphSpec:
     from compose.graph.load import load_spec
 
     try:
@@ -407,6 +402,7 @@ def index_build(
     """Embed a corpus and write FAISS + BM25 indexes with a manifest."""
     from compose.corpus import read_corpus
     from compose.retrieval.index import build_index
+    from compose.retrieval.manifest import IndexType
 
     if index_type not in ("flat", "hnsw"):
         fail("--type must be flat or hnsw")
@@ -419,7 +415,8 @@ def index_build(
     if read.bad_lines:
         err.print(f"{len(read.bad_lines)} bad line(s) skipped, {len(read.passages)} passages kept")
     try:
-        manifest = build_index(read.passages, out_dir, encoder=encoder, index_type=index_type,
+        manifest = build_index(read.passages, out_dir, encoder=encoder,
+                               index_type=cast(IndexType, index_type),  # checked above
                                batch_size=batch_size)
     except ValueError as exc:  # IndexOutputError, EmptyCorpusError
         fail(str(exc))
@@ -430,7 +427,7 @@ def index_build(
 @index_app.command("info")
 def index_info(index_dir: Annotated[Path, typer.Argument(help="Index directory.")]) -> None:
     """Print an index's manifest."""
-    from compose.retrieval.index import read_manifest
+    from compose.retrieval.manifest import read_manifest
 
     try:
         print(read_manifest(index_dir).model_dump_json(indent=2))
@@ -519,7 +516,8 @@ def serve(
         anyio.run(run_stdio, server)
         return
     err.print(f"serving MCP tools {', '.join(names)} on http://{host}:{port}/mcp")
-    mcp_app = server.streamable_http_app(host=host, max_request_body_size=max_body_kb * 1024)
+    mcp_app: ASGIApp = server.streamable_http_app(
+        host=host, max_request_body_size=max_body_kb * 1024)
     if api_key is not None:
         from compose.serve.api_key import APIKeyAuth
 
