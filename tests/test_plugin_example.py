@@ -37,8 +37,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_python(code: str, *args: str, path: list[Path],
                cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``python -c code args...`` with only ``path`` on PYTHONPATH."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in path)}
+    """``python -c code args...`` with only ``path`` on PYTHONPATH. The CLI prints errors
+    through rich, which wraps at the terminal width: a wide one keeps a message on one line
+    however long the checkout's path is."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in path),
+           "COLUMNS": "1000"}
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                           env=env, cwd=cwd, check=False)
 
