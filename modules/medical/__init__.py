@@ -6,10 +6,7 @@ research benchmarks (PubMedQA). They implement published formulas and are unit-t
 worked examples, but they are not validated medical devices and must not inform the care of
 any patient.
 
-Importing this module registers the tools (``compose.modules.medical.calculators``,
-``compose.modules.medical.lab_units``, ``compose.modules.medical.evidence``).
+Each file registers its tools when imported; the tool registry imports a file the first time
+one of its tools is named (``BUILTIN_TOOLS`` in :mod:`compose.tools.registry`), so a graph
+that uses only ``bmi`` does not load the evidence search.
 """
-
-from compose.modules.medical import calculators, evidence, lab_units
-
-__all__ = ["calculators", "evidence", "lab_units"]
