@@ -8,7 +8,9 @@ passages`` reads the original question over the hops' evidence passages with the
 module's own prompt. A small model reads far better than it reasons over a list of facts, and
 the reading prompt is the one module tuning trains most, so on the embedded model the final
 step becomes the job it does best, with the hops' retrieval supplying the bridge passages
-that one retrieval for the whole question misses.
+that one retrieval for the whole question misses. ``question_passages`` adds passages
+retrieved for the whole question after the hops' evidence, so a chain whose hops went astray
+still reads what naive RAG would have read.
 
 When the graph streams its final answer, either call streams the answer as it is generated
 (the reader through the ``answer`` module, with this module's context); an abstention or the
@@ -21,6 +23,7 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,6 +40,9 @@ from compose.text import UNKNOWN
 class SynthesizeInput(BaseModel):
     question: str = Field(min_length=1)
     hops: list[Hop] = Field(default_factory=list)
+    question_passages: list[Passage] = Field(
+        default_factory=list, description="Passages retrieved for the whole question; the "
+        "passages reader adds the first ``question_passages`` of them to the hops' evidence.")
 
 
 class SynthesizeOutput(BaseModel):
@@ -55,18 +61,21 @@ class SynthesizeParams(BaseModel):
     max_passages: int = Field(default=5, ge=1,
                               description="With reader passages: how many evidence passages "
                                           "are read, in hop order.")
+    question_passages: int = Field(
+        default=0, ge=0, description="With reader passages: how many of the passages "
+        "retrieved for the whole question follow the hops' evidence (0: none).")
 
 
 class EmittedFinal(BaseModel):
     answer: str = Field(max_length=80)
 
 
-def evidence(hops: list[Hop]) -> list[Passage]:
-    """Each hop's kept passages (its citations, else its top two), first seen first."""
+def evidence(hops: list[Hop], extra: Sequence[Passage] = ()) -> list[Passage]:
+    """Each hop's kept passages (its citations, else its top two), then ``extra``, first
+    seen first."""
     seen: dict[str, Passage] = {}
-    for hop in hops:
-        for passage in hop.passages:
-            seen.setdefault(passage.id, passage)
+    for passage in [*(p for hop in hops for p in hop.passages), *extra]:
+        seen.setdefault(passage.id, passage)
     return list(seen.values())
 
 
@@ -112,8 +121,9 @@ class Synthesize(LLMModule[SynthesizeInput, SynthesizeOutput, SynthesizeParams])
         if len(inp.hops) == 1 and self.params.single_hop_shortcut:
             answer = inp.hops[0].answer
         elif self.params.reader == "passages":
+            extra = inp.question_passages[: self.params.question_passages]
             read = Answer(max_passages=self.params.max_passages)(
-                {"question": inp.question, "passages": evidence(inp.hops)}, ctx)
+                {"question": inp.question, "passages": evidence(inp.hops, extra)}, ctx)
             return SynthesizeOutput(answer=read.answer, citations=read.citations,
                                     abstained=read.is_unknown, ungrounded_hops=ungrounded)
         else:

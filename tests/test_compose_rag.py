@@ -27,10 +27,11 @@ ROLE_MARKERS = {
 }
 
 
-# The LLM verifier and facts synthesis: the seed configuration, still supported, whose
-# retry loop these control-flow tests drive with scripted verdicts.
+# The LLM verifier, the LLM retrieval decision and facts synthesis: the seed configuration,
+# still supported, whose retry loop these control-flow tests drive with scripted verdicts.
 LLM_VERIFIER = ["nodes.verify.params.mode=llm", "nodes.synthesize.params.reader=facts",
-                "nodes.synthesize.params.policy=abstain_if_final_ungrounded"]
+                "nodes.synthesize.params.policy=abstain_if_final_ungrounded",
+                "nodes.decide.params.always_retrieve=false"]
 
 
 def role_of(messages) -> str:
@@ -190,6 +191,33 @@ def test_synthesize_reader_passages_reads_the_question_over_hop_evidence():
     assert unknown.abstained and unknown.answer == "unknown"
 
 
+def test_synthesize_reads_question_passages_after_the_hop_evidence():
+    script = Script(answer={"answer": "Caskel", "citations": [3]})
+    hop_passage = Passage(id="p1", title="Velmora Bridge", text="Designed by Ilse Brandt.")
+    question_passages = [Passage(id="p1", title="Velmora Bridge", text="Designed by Ilse Brandt."),
+                         Passage(id="p9", title="Aubeth River", text="A river."),
+                         Passage(id="p2", title="Ilse Brandt", text="Born in Caskel."),
+                         Passage(id="p7", title="Kestrevia", text="A country.")]
+    hops = [Hop(sub_question="s1", question="Who designed the Velmora Bridge?", answer="Ilse",
+                grounded=True, citations=["p1"], passages=[hop_passage]),
+            Hop(sub_question="s2", question="Where was Ilse born?", answer="?",
+                grounded=False, citations=[], passages=[])]
+    out = Synthesize(reader="passages", policy="never", question_passages=3)(
+        {"question": "Where was the designer born?", "hops": hops,
+         "question_passages": question_passages}, ctx_for(script))
+    prompt = script.seen[-1][1]
+    assert prompt.count("Designed by Ilse Brandt") == 1
+    assert prompt.index("[1] Velmora Bridge") < prompt.index("[2] Aubeth River") < prompt.index(
+        "[3] Ilse Brandt")
+    assert "Kestrevia" not in prompt
+    assert out.citations == ["p2"] and out.answer == "Caskel"
+    unread = Script(answer={"answer": "Caskel", "citations": [1]})
+    Synthesize(reader="passages", policy="never")(
+        {"question": "Where was the designer born?", "hops": hops,
+         "question_passages": question_passages}, ctx_for(unread))
+    assert "Aubeth River" not in unread.seen[-1][1]
+
+
 def test_two_hop_chain_fills_placeholder_from_first_answer(demo_index):
     script = Script(
         decompose={"sub_questions": ["Who designed the Velmora Bridge?", "Where was #1 born?"]},
@@ -215,7 +243,6 @@ def test_two_hop_chain_fills_placeholder_from_first_answer(demo_index):
 def test_default_chain_verifies_by_containment_and_reads_the_hop_evidence(demo_index):
     script = Script(
         decompose={"sub_questions": ["Who designed the Velmora Bridge?", "Where was #1 born?"]},
-        decide={"reason": "need facts", "retrieve": True},
         rewrite={"query": "unused"},
         answer=[{"answer": "Ilse Ranneth", "citations": [1]},
                 {"answer": "Caskel", "citations": [1]},
@@ -228,8 +255,8 @@ def test_default_chain_verifies_by_containment_and_reads_the_hop_evidence(demo_i
     assert [h["grounded"] for h in hops] == [
         any("ranneth" in p["text"].lower() for p in hops[0]["passages"]),
         any("caskel" in p["text"].lower() for p in hops[1]["passages"])]
-    assert Counter(role for role, _ in script.seen) == Counter(decompose=1, decide=2,
-                                                               answer=3)
+    # always_retrieve: the retrieval decision costs no call (it did not earn one, README).
+    assert Counter(role for role, _ in script.seen) == Counter(decompose=1, answer=3)
     final_prompt = script.seen[-1][1]
     assert "designer of the Velmora Bridge born" in final_prompt
     assert hops[0]["passages"][0]["title"] in final_prompt

@@ -39,9 +39,29 @@ def refuse_evaluation_split(dataset: str) -> None:
             "(../shared/data/train/...) so held-out scores stay honest")
 
 
+def row_groups(dataset: str) -> dict[str, str]:
+    """Question id -> the group that ``build-data`` gives the same training row
+    (``<file name>:<line>``), so a bootstrapped case of a row held out for tuning-validation
+    is held out too; empty for a file that is not JSON lines."""
+    path = Path(dataset.split(":", 1)[-1])
+    if path.suffix != ".jsonl":
+        return {}
+    from compose.tune.sources import read_rows
+
+    groups = {}
+    for number, row in read_rows(path):
+        row_id = row.get("_id", row.get("id"))
+        if row_id is not None:
+            groups[str(row_id)] = f"{path.name}:{number}"
+    return groups
+
+
 def harvest(results: Path, graph: str, *, threshold: float = 0.8, metric: str = "f1",
-            overrides: list[str] | None = None) -> list[ModuleCase]:
-    """The LLM module calls of every run in ``results`` that scored >= ``threshold``."""
+            overrides: list[str] | None = None,
+            groups: dict[str, str] | None = None) -> list[ModuleCase]:
+    """The LLM module calls of every run in ``results`` that scored >= ``threshold``.
+    ``groups`` (see ``row_groups``) names each question's group; a question it does not
+    name is grouped by the results file and its id."""
     traces_file = results.with_suffix(".traces.jsonl")
     if not traces_file.is_file():
         raise FileNotFoundError(f"{traces_file} not found: evaluate with --save-traces")
@@ -68,7 +88,8 @@ def harvest(results: Path, graph: str, *, threshold: float = 0.8, metric: str = 
                 cases.append(ModuleCase(
                     module=event["module"], params=node.params, input=event["input"],
                     output=event["output"], source=f"{results.name}:{run['id']}:{position}",
-                    group=f"{results.name}:{run['id']}", variant="bootstrap"))
+                    group=(groups or {}).get(run["id"], f"{results.name}:{run['id']}"),
+                    variant="bootstrap"))
     return cases
 
 

@@ -96,6 +96,7 @@ def bootstrap_command(
         EvaluationDataError,
         harvest,
         refuse_evaluation_split,
+        row_groups,
         write_cases,
     )
 
@@ -106,7 +107,8 @@ def bootstrap_command(
         raise typer.Exit(2) from exc
     results = out.with_name(out.stem + ".runs.jsonl")
     run_eval(graph, dataset, out=results, limit=limit, overrides=set_, save_traces=True)
-    cases = harvest(results, graph, threshold=threshold, overrides=set_)
+    cases = harvest(results, graph, threshold=threshold, overrides=set_,
+                    groups=row_groups(dataset))
     write_cases(cases, out)
     by_module: dict[str, int] = {}
     for case in cases:

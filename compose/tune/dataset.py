@@ -20,8 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections import Counter, defaultdict
-from collections.abc import Iterator
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -87,6 +88,11 @@ def select(cases: list[ModuleCase], cap: int, seed: str) -> list[ModuleCase]:
     return [cases[i] for i in sorted(row_rng(seed).sample(range(len(cases)), cap))]
 
 
+def cap_of(caps: dict[str, int] | None, module: str) -> int:
+    """A module's cap; ``None`` (bootstrap files without caps['bootstrap']) takes all."""
+    return sys.maxsize if caps is None else caps.get(module, 0)
+
+
 def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
@@ -98,11 +104,12 @@ def build_dataset(data_dir: Path, out_dir: Path, recipe: Recipe | None = None) -
     skipped: Counter[str] = Counter()
     sources: dict[str, str] = {}
     modules: dict[tuple[str, str], LLMModule] = {}
+    inputs: list[tuple[str, dict[str, int] | None, Path, Callable[[Path], Iterator[ModuleCase]]]]
     inputs = [(name, caps, data_dir / SOURCES[name].file, SOURCES[name].cases)
               for name, caps in recipe.caps.items() if name in SOURCES]
-    # bootstrap caps default to everything
-    uncapped: defaultdict[str, int] = defaultdict(lambda: 1_000_000)
-    inputs += [(f"bootstrap:{Path(file).name}", recipe.caps.get("bootstrap") or uncapped,
+    # Without caps['bootstrap'] every bootstrapped module is taken whole: the cases are
+    # already filtered by score, and a missing cap must not silently drop them all.
+    inputs += [(f"bootstrap:{Path(file).name}", recipe.caps.get("bootstrap"),
                 Path(file), read_cases) for file in recipe.bootstrap_files]
     unknown = set(recipe.caps) - set(SOURCES) - {"bootstrap"}
     if unknown:
@@ -114,12 +121,12 @@ def build_dataset(data_dir: Path, out_dir: Path, recipe: Recipe | None = None) -
         sources[path.name] = file_digest(path)
         by_split: dict[tuple[str, str], list[ModuleCase]] = {}
         for case in reader(path):
-            if caps.get(case.module, 0) <= 0:
+            if cap_of(caps, case.module) <= 0:
                 continue
             split = "valid" if is_validation(case.group) else "train"
             by_split.setdefault((split, case.module), []).append(case)
         for (split, module), cases in sorted(by_split.items()):
-            cap = caps[module] if split == "train" else recipe.valid_cap
+            cap = cap_of(caps, module) if split == "train" else recipe.valid_cap
             chosen = select(cases, cap, f"{name}:{module}:{split}")
             if split == "train":
                 rng = row_rng(f"{name}:{module}:permute")
