@@ -194,7 +194,7 @@ def test_synthesize_reader_passages_reads_the_question_over_hop_evidence():
 def test_synthesize_reads_question_passages_after_the_hop_evidence():
     script = Script(answer={"answer": "Caskel", "citations": [3]})
     hop_passage = Passage(id="p1", title="Velmora Bridge", text="Designed by Ilse Brandt.")
-    question_passages = [Passage(id="p1", title="Velmora Bridge", text="Designed by Ilse Brandt."),
+    question_passages = [hop_passage.model_copy(),
                          Passage(id="p9", title="Aubeth River", text="A river."),
                          Passage(id="p2", title="Ilse Brandt", text="Born in Caskel."),
                          Passage(id="p7", title="Kestrevia", text="A country.")]

@@ -151,6 +151,18 @@ def test_bootstrap_keeps_llm_calls_of_runs_that_scored_well(tmp_path):
                                                            "citations": [1]}
 
 
+def well_scored_runs(results, ids) -> None:
+    """An evaluation results file (with saved traces) where each question scored F1 1.0 with
+    one answer call."""
+    event = {"node": "answer", "module": "answer", "llm_calls": 1,
+             "input": {"question": "Who designed the bridge?", "passages": PASSAGES},
+             "output": {"answer": "Ana Caskel", "citations": ["a"]}}
+    results.write_text("".join(json.dumps({"id": i, "metrics": {"f1": 1.0}}) + "\n"
+                               for i in ids))
+    results.with_suffix(".traces.jsonl").write_text("".join(json.dumps(
+        {"id": i, "trace": [event]}) + "\n" for i in ids))
+
+
 def test_bootstrapped_cases_share_their_training_rows_validation_split(tmp_path):
     from compose.tune.bootstrap import harvest, row_groups
     from compose.tune.dataset import is_validation
@@ -163,13 +175,7 @@ def test_bootstrapped_cases_share_their_training_rows_validation_split(tmp_path)
     held_out = [i for i in ids if is_validation(groups[i])]
     assert held_out and len(held_out) < len(ids)
     results = tmp_path / "boot.jsonl"
-    event = {"node": "answer", "module": "answer", "llm_calls": 1,
-             "input": {"question": "Who designed the bridge?", "passages": PASSAGES},
-             "output": {"answer": "Ana Caskel", "citations": ["a"]}}
-    results.write_text("".join(json.dumps({"id": i, "metrics": {"f1": 1.0}}) + "\n"
-                               for i in ids))
-    results.with_suffix(".traces.jsonl").write_text("".join(json.dumps(
-        {"id": i, "trace": [event]}) + "\n" for i in ids))
+    well_scored_runs(results, ids)
     cases = harvest(results, "naive_rag", groups=groups)
     assert [c.group for c in cases] == [groups[i] for i in ids]
     assert [i for i, c in zip(ids, cases, strict=True) if is_validation(c.group)] == held_out
@@ -177,20 +183,13 @@ def test_bootstrapped_cases_share_their_training_rows_validation_split(tmp_path)
 
 
 def test_build_data_takes_every_bootstrapped_case_when_the_recipe_caps_none(tmp_path):
-    from compose.tune.bootstrap import harvest
+    from compose.tune.bootstrap import harvest, write_cases
 
     results = tmp_path / "boot.jsonl"
-    event = {"node": "answer", "module": "answer", "llm_calls": 1,
-             "input": {"question": "Who designed the bridge?", "passages": PASSAGES},
-             "output": {"answer": "Ana Caskel", "citations": ["a"]}}
     ids = [f"q{n}" for n in range(12)]
-    results.write_text("".join(json.dumps({"id": i, "metrics": {"f1": 1.0}}) + "\n"
-                               for i in ids))
-    results.with_suffix(".traces.jsonl").write_text("".join(json.dumps(
-        {"id": i, "trace": [event]}) + "\n" for i in ids))
+    well_scored_runs(results, ids)
     cases = tmp_path / "cases.jsonl"
-    cases.write_text("".join(c.model_dump_json() + "\n"
-                             for c in harvest(results, "naive_rag")))
+    write_cases(harvest(results, "naive_rag"), cases)
     summary = build_dataset(tmp_path, tmp_path / "data",
                             Recipe(caps={}, bootstrap_files=[str(cases)], permuted_share=0))
     taken = {k: n for k, n in summary.counts.items() if k.endswith("bootstrap:cases.jsonl")}
