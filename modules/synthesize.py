@@ -63,18 +63,23 @@ class SynthesizeParams(BaseModel):
                                           "are read, in hop order.")
     question_passages: int = Field(
         default=0, ge=0, description="With reader passages: how many of the passages "
-        "retrieved for the whole question follow the hops' evidence (0: none).")
+        "retrieved for the whole question are read with the hops' evidence (0: none).")
+    question_passages_first: bool = Field(
+        default=False, description="Read the whole question's passages before the hops' "
+        "evidence instead of after it.")
 
 
 class EmittedFinal(BaseModel):
     answer: str = Field(max_length=80)
 
 
-def evidence(hops: list[Hop], extra: Sequence[Passage] = ()) -> list[Passage]:
-    """Each hop's kept passages (its citations, else its top two), then ``extra``, first
-    seen first."""
+def evidence(hops: list[Hop], extra: Sequence[Passage] = (), *,
+             extra_first: bool = False) -> list[Passage]:
+    """Each hop's kept passages (its citations, else its top two) and ``extra`` (after them,
+    or before them with ``extra_first``), first seen first."""
+    hop_passages = [p for hop in hops for p in hop.passages]
     seen: dict[str, Passage] = {}
-    for passage in [*(p for hop in hops for p in hop.passages), *extra]:
+    for passage in ([*extra, *hop_passages] if extra_first else [*hop_passages, *extra]):
         seen.setdefault(passage.id, passage)
     return list(seen.values())
 
@@ -123,7 +128,9 @@ class Synthesize(LLMModule[SynthesizeInput, SynthesizeOutput, SynthesizeParams])
         elif self.params.reader == "passages":
             extra = inp.question_passages[: self.params.question_passages]
             read = Answer(max_passages=self.params.max_passages)(
-                {"question": inp.question, "passages": evidence(inp.hops, extra)}, ctx)
+                {"question": inp.question,
+                 "passages": evidence(inp.hops, extra,
+                                      extra_first=self.params.question_passages_first)}, ctx)
             return SynthesizeOutput(answer=read.answer, citations=read.citations,
                                     abstained=read.is_unknown, ungrounded_hops=ungrounded)
         else:

@@ -218,6 +218,37 @@ def test_synthesize_reads_question_passages_after_the_hop_evidence():
     assert "Aubeth River" not in unread.seen[-1][1]
 
 
+
+def test_synthesize_can_read_question_passages_before_the_hop_evidence():
+    """With question_passages_first the reader sees what naive RAG would read first, then the
+    hops' bridge passages it lacked; max_passages cuts from the end of that order."""
+    script = Script(answer={"answer": "Caskel", "citations": [3]})
+    question_passages = [Passage(id="p9", title="Aubeth River", text="A river."),
+                         Passage(id="p1", title="Velmora Bridge", text="Designed by Ilse."),
+                         Passage(id="p7", title="Kestrevia", text="A country.")]
+    hops = [Hop(sub_question="s1", question="Who designed the Velmora Bridge?", answer="Ilse",
+                grounded=True, citations=["p1"], passages=[question_passages[1].model_copy()]),
+            Hop(sub_question="s2", question="Where was Ilse born?", answer="Caskel",
+                grounded=True, citations=["p2"],
+                passages=[Passage(id="p2", title="Ilse Brandt", text="Born in Caskel."),
+                          Passage(id="p5", title="Ilse Wend", text="A painter.")])]
+    out = Synthesize(reader="passages", policy="never", question_passages=2, max_passages=3,
+                     question_passages_first=True, single_hop_shortcut=False)(
+        {"question": "Where was the designer born?", "hops": hops,
+         "question_passages": question_passages}, ctx_for(script))
+    prompt = script.seen[-1][1]
+    assert prompt.index("[1] Aubeth River") < prompt.index("[2] Velmora Bridge") < prompt.index(
+        "[3] Ilse Brandt")
+    assert prompt.count("Designed by Ilse") == 1
+    assert "Kestrevia" not in prompt and "Ilse Wend" not in prompt
+    assert out.citations == ["p2"] and out.answer == "Caskel"
+    one_hop = Script(answer={"answer": "Ilse", "citations": [2]})
+    read = Synthesize(reader="passages", policy="never", question_passages=2,
+                      question_passages_first=True, single_hop_shortcut=False)(
+        {"question": "Who designed it?", "hops": hops[:1],
+         "question_passages": question_passages}, ctx_for(one_hop))
+    assert one_hop.seen and read.citations == ["p1"]
+
 def test_two_hop_chain_fills_placeholder_from_first_answer(demo_index):
     script = Script(
         decompose={"sub_questions": ["Who designed the Velmora Bridge?", "Where was #1 born?"]},
@@ -240,7 +271,7 @@ def test_two_hop_chain_fills_placeholder_from_first_answer(demo_index):
         decompose=1, decide=2, answer=2, verify=2, synthesize=1)
 
 
-def test_default_chain_verifies_by_containment_and_reads_the_hop_evidence(demo_index):
+def test_default_chain_verifies_by_containment_and_reads_question_then_hop_evidence(demo_index):
     script = Script(
         decompose={"sub_questions": ["Who designed the Velmora Bridge?", "Where was #1 born?"]},
         rewrite={"query": "unused"},
@@ -261,8 +292,12 @@ def test_default_chain_verifies_by_containment_and_reads_the_hop_evidence(demo_i
     assert "designer of the Velmora Bridge born" in final_prompt
     assert hops[0]["passages"][0]["title"] in final_prompt
     assert state["answer"] == "Caskel" and not state["abstained"]
-    evidence = list(dict.fromkeys(p["id"] for h in hops for p in h["passages"]))
-    assert state["citations"] == [evidence[1]]
+    # The reader reads what one retrieval for the question found, then the hops' evidence.
+    read = list(dict.fromkeys([*(p["id"] for p in state["question_passages"][:5]),
+                               *(p["id"] for h in hops for p in h["passages"])]))[:8]
+    assert state["citations"] == [read[1]]
+    assert final_prompt.index(state["question_passages"][0]["text"][:40]) < final_prompt.index(
+        "Question:")
 
 
 def test_always_failing_verifier_terminates_within_budget(demo_index):

@@ -404,7 +404,9 @@ def test_composerag_run_prints_console_spans_with_the_real_model(demo_index):
     and llama.cpp silences stdout meanwhile; the spans still reach the terminal."""
     result = run_python("", {"OTEL_TRACES_EXPORTER": "console"}, "-m", "compose.cli", "run",
                         "naive_rag", "-q", QUESTION, "--index", str(demo_index))
-    assert result.stdout.startswith("answer: ")
+    # The batch exporter flushes on its own schedule (5 s), so on a busy machine a span may be
+    # printed before the answer; the answer line is there either way.
+    assert any(line.startswith("answer: ") for line in result.stdout.splitlines())
     for name in ("invoke_workflow naive_rag", "node retrieve", "node answer",
                  "chat smollm2-135m"):
         assert f'"name": "{name}"' in result.stdout

@@ -225,3 +225,34 @@ def test_cli_build_data_with_a_recipe_file_and_a_missing_directory(tmp_path):
     for command in ("build-data", "train", "eval", "bootstrap", "export"):
         shown = runner.invoke(app, ["tune", command, "--help"])
         assert shown.exit_code == 0 and "Example: composerag tune" in shown.output
+
+
+def test_design_rows_are_the_held_out_training_rows_in_the_benchmark_shape(tmp_path):
+    """Graph design choices are made on these rows: none may be a row that tuning trains on,
+    and each must load as its benchmark with its gold evidence in the pooled corpus."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from compose.corpora.benchmarks import load_benchmark
+    from compose.tune.dataset import is_validation
+    from compose.tune.sources import read_rows
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "design_rows.py"
+    subprocess.run([sys.executable, str(script), "--train-dir", str(SHARED_DATA / "train"),
+                    "--out", str(tmp_path)], check=True, capture_output=True)
+    hotpot = load_benchmark(f"hotpotqa:{tmp_path / 'hotpot_valid.jsonl'}")
+    twowiki = load_benchmark(f"2wikimultihopqa:{tmp_path / '2wiki_valid.jsonl'}")
+    name = "hotpotqa_train_evidence_ecm.jsonl"
+    held_out = {f"hp{n}": row for n, row in read_rows(SHARED_DATA / "train" / name)
+                if is_validation(f"{name}:{n}")}
+    assert [q.id for q in hotpot.questions] == list(held_out)
+    texts = {p.id: p.text for p in hotpot.corpus}
+    for question in hotpot.questions:
+        gold = [texts[i] for i in question.gold_ids]
+        assert gold == held_out[question.id]["evidence"]
+        assert question.answers == [held_out[question.id]["answer"]]
+    wiki = "2wikimultihopqa_train_migres.jsonl"
+    kept = [row["question"] for n, row in read_rows(SHARED_DATA / "train" / wiki)
+            if is_validation(f"{wiki}:{n}")]
+    assert [q.question for q in twowiki.questions] == kept and len(kept) > 50
