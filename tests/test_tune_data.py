@@ -227,6 +227,7 @@ def test_cli_build_data_with_a_recipe_file_and_a_missing_directory(tmp_path):
         assert shown.exit_code == 0 and "Example: composerag tune" in shown.output
 
 
+@needs_train
 def test_design_rows_are_the_held_out_training_rows_in_the_benchmark_shape(tmp_path):
     """Graph design choices are made on these rows: none may be a row that tuning trains on,
     and each must load as its benchmark with its gold evidence in the pooled corpus."""
