@@ -28,9 +28,8 @@ HOTPOT = "hotpotqa_train_evidence_ecm.jsonl"
 DISTRACTORS = 8
 
 
-def validation_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    return [(number, row) for number, row in read_rows(path)
-            if is_validation(f"{path.name}:{number}")]
+def validation_rows(path: Path) -> list[dict[str, Any]]:
+    return [row for number, row in read_rows(path) if is_validation(f"{path.name}:{number}")]
 
 
 def hotpot_design_rows(path: Path) -> list[dict[str, Any]]:
@@ -69,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/design"))
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    twowiki = [row for _, row in validation_rows(args.train_dir / TWOWIKI)]
+    twowiki = validation_rows(args.train_dir / TWOWIKI)
     hotpot = hotpot_design_rows(args.train_dir / HOTPOT)
     write_jsonl(twowiki, args.out / "2wiki_valid.jsonl")
     write_jsonl(hotpot, args.out / "hotpot_valid.jsonl")

@@ -9,8 +9,8 @@ module's own prompt. A small model reads far better than it reasons over a list 
 the reading prompt is the one module tuning trains most, so on the embedded model the final
 step becomes the job it does best, with the hops' retrieval supplying the bridge passages
 that one retrieval for the whole question misses. ``question_passages`` adds passages
-retrieved for the whole question after the hops' evidence, so a chain whose hops went astray
-still reads what naive RAG would have read.
+retrieved for the whole question, after the hops' evidence or (``question_passages_first``)
+before it, so a chain whose hops went astray still reads what naive RAG would have read.
 
 When the graph streams its final answer, either call streams the answer as it is generated
 (the reader through the ``answer`` module, with this module's context); an abstention or the
@@ -59,8 +59,8 @@ class SynthesizeParams(BaseModel):
     single_hop_shortcut: bool = True
     reader: Literal["facts", "passages"] = "facts"
     max_passages: int = Field(default=5, ge=1,
-                              description="With reader passages: how many evidence passages "
-                                          "are read, in hop order.")
+                              description="With reader passages: how many passages are "
+                                          "read, in reading order.")
     question_passages: int = Field(
         default=0, ge=0, description="With reader passages: how many of the passages "
         "retrieved for the whole question are read with the hops' evidence (0: none).")
