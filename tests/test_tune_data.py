@@ -4,6 +4,7 @@ training files, split without leaks, and tokenized as llama.cpp tokenizes."""
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
@@ -11,7 +12,7 @@ from compose.registry import get_module
 from compose.runtime import ModuleContext
 from compose.tune.dataset import Recipe, build_dataset, read_examples
 from compose.tune.example import ModuleCase, render_example
-from compose.tune.sources import SOURCES, window
+from compose.tune.sources import SOURCES, read_length, window
 from tests.conftest import SHARED_DATA, scripted_runtime
 
 TRAIN_DIR = SHARED_DATA / "train"
@@ -32,6 +33,12 @@ CASES = [
                source="t:3"),
     ModuleCase(module="retrieval_decision", input={"question": "When did the harbor open?"},
                output={"retrieve": True, "reason": "No facts yet."}, source="t:4"),
+    # an eight-passage read, as compose_rag's final synthesis reads: the gold one is last
+    ModuleCase(module="answer", params={"max_passages": 8},
+               input={"question": "When did the harbor open?", "passages": [
+                   *[{"id": f"x{i}", "title": f"Other {i}", "text": f"Fact {i}."}
+                     for i in range(7)], PASSAGES[1]]},
+               output={"answer": "1870", "citations": ["b"]}, source="t:5"),
 ]
 
 
@@ -75,7 +82,7 @@ def test_build_dataset_from_real_files_splits_by_row_and_permutes_reading(tmp_pa
     recipe = Recipe(caps={"squad": {"answer": 40, "verify": 10, "decompose": 5},
                           "twowiki": {"answer": 20, "decompose": 10},
                           "strategyqa": {"decompose": 10}},
-                    permuted_share=0.5, valid_cap=10)
+                    permuted_share=0.5, valid_cap=10, multi_hop_reads=[5, 8])
     summary = build_dataset(TRAIN_DIR, tmp_path, recipe)
     train = read_examples(tmp_path / "train.jsonl")
     valid = read_examples(tmp_path / "valid.jsonl")
@@ -88,7 +95,12 @@ def test_build_dataset_from_real_files_splits_by_row_and_permutes_reading(tmp_pa
     assert ({p["id"] for p in permuted[0].input["passages"]}
             == {p["id"] for p in original.input["passages"]})
     assert permuted[0].input["passages"] != original.input["passages"]
+    twowiki_reads = {len(e.input["passages"]) for e in train
+                     if e.module == "answer" and e.source.startswith(SOURCES["twowiki"].file)}
+    assert {5, 8} <= twowiki_reads  # as naive RAG reads, and as compose_rag's synthesis reads
     for example in train:
+        if example.module == "answer":
+            assert len(example.input["passages"]) <= example.params.get("max_passages", 5)
         if example.module == "answer" and example.output["answer"] != "unknown":
             shown = [p["id"] for p in example.input["passages"]]
             cited = json.loads(example.target)["citations"]
@@ -257,3 +269,10 @@ def test_design_rows_are_the_held_out_training_rows_in_the_benchmark_shape(tmp_p
     kept = [row["question"] for n, row in read_rows(SHARED_DATA / "train" / wiki)
             if is_validation(f"{wiki}:{n}")]
     assert [q.question for q in twowiki.questions] == kept and len(kept) > 50
+
+
+def test_a_single_read_length_draws_nothing_so_default_cases_do_not_move():
+    rng = random.Random(1)
+    state = rng.getstate()
+    assert read_length(rng, [5]) == 5 and rng.getstate() == state
+    assert read_length(rng, [5, 8]) in (5, 8) and rng.getstate() != state

@@ -20,17 +20,25 @@ import json
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from compose.modules.answer import AnswerParams
 from compose.text import UNKNOWN, normalize_answer
 from compose.tune.example import ModuleCase
 
 PASSAGE_CHARS = 650  # under answer's 700-character cut, so the gold text is never cut off
+DEFAULT_READ = AnswerParams().max_passages
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def read_length(rng: random.Random, reads: Sequence[int]) -> int:
+    """How many passages a multi-hop reading case shows. A single choice draws nothing, so
+    the default recipe's cases stay byte-identical to those the shipped adapter learned."""
+    return reads[0] if len(reads) == 1 else rng.choice(reads)
 
 
 def row_rng(key: str) -> random.Random:
@@ -84,11 +92,14 @@ def passage(pid: str, title: str, text: str) -> dict[str, str]:
 def reading_case(source: str, question: str, gold: list[dict[str, str]],
                  distractors: list[dict[str, str]],
                  answer: str, rng: random.Random, n_passages: int) -> ModuleCase:
-    """An ``answer`` case: gold passages at random positions among distractors."""
+    """An ``answer`` case: gold passages at random positions among distractors. More than
+    the module's default five passages are read with ``max_passages`` raised to match."""
     shown = gold + distractors[: max(0, n_passages - len(gold))]
     rng.shuffle(shown)
     cited = [p["id"] for p in gold] if answer != UNKNOWN else []
-    return ModuleCase(module="answer", input={"question": question, "passages": shown},
+    params = {"max_passages": len(shown)} if len(shown) > DEFAULT_READ else {}
+    return ModuleCase(module="answer", params=params,
+                      input={"question": question, "passages": shown},
                       output={"answer": answer, "citations": cited}, source=source,
                       group=source)
 
@@ -198,7 +209,8 @@ def with_references(hops: list[tuple[str, str]]) -> list[str]:
     return steps
 
 
-def twowiki_cases(path: Path) -> Iterator[ModuleCase]:
+def twowiki_cases(path: Path, reads: Sequence[int] = (DEFAULT_READ,)
+                  ) -> Iterator[ModuleCase]:
     """2WikiMultiHopQA: multi-hop reading among the row's own ten paragraphs; per hop,
     reading and verification of the sub-question; the plan with ``#k`` references for
     compositional questions, where each hop feeds the next."""
@@ -214,7 +226,8 @@ def twowiki_cases(path: Path) -> Iterator[ModuleCase]:
         readable = normalize_answer(row["answer"]) in ("yes", "no") or contains(
             " ".join(p["text"] for p in gold), row["answer"])
         if 0 < len(gold) <= 4 and len(row["answer"]) <= 80 and readable:
-            yield reading_case(source, row["question"], gold, rest, row["answer"], rng, 5)
+            yield reading_case(source, row["question"], gold, rest, row["answer"], rng,
+                               read_length(rng, reads))
         hops = sub_answers(row)
         if not hops:
             continue
@@ -244,7 +257,8 @@ def twowiki_cases(path: Path) -> Iterator[ModuleCase]:
                 source=source, group=source, variant="answered")
 
 
-def musique_cases(path: Path) -> Iterator[ModuleCase]:
+def musique_cases(path: Path, reads: Sequence[int] = (DEFAULT_READ,)
+                  ) -> Iterator[ModuleCase]:
     """MuSiQue: its decompositions (already written with ``#k``), and reading of the
     answerable questions among their twenty paragraphs."""
     for number, row in read_rows(path):
@@ -261,10 +275,12 @@ def musique_cases(path: Path) -> Iterator[ModuleCase]:
         rest = [p for p, flag in zip(paragraphs, flags, strict=True) if not flag]
         rng.shuffle(rest)
         if 0 < len(gold) <= 4 and contains(" ".join(p["text"] for p in gold), row["answer"]):
-            yield reading_case(source, row["question"], gold, rest, row["answer"], rng, 5)
+            yield reading_case(source, row["question"], gold, rest, row["answer"], rng,
+                               read_length(rng, reads))
 
 
-def hotpot_evidence_cases(path: Path) -> Iterator[ModuleCase]:
+def hotpot_evidence_cases(path: Path, reads: Sequence[int] = (DEFAULT_READ,)
+                          ) -> Iterator[ModuleCase]:
     """HotpotQA train with gold evidence sentences: each sentence a passage, distractors
     are other rows' sentences; yes/no comparison answers cite every evidence sentence."""
     rows = list(read_rows(path))
@@ -284,7 +300,8 @@ def hotpot_evidence_cases(path: Path) -> Iterator[ModuleCase]:
                 continue
         distractors = [passage(f"{n}#x{i}", "", s[:PASSAGE_CHARS])
                        for i, (n, s) in enumerate(rng.sample(pool, 8)) if n != number]
-        yield reading_case(source, row["question"], gold, distractors, answer, rng, 5)
+        yield reading_case(source, row["question"], gold, distractors, answer, rng,
+                           read_length(rng, reads))
 
 
 def strategyqa_cases(path: Path) -> Iterator[ModuleCase]:
@@ -300,8 +317,9 @@ class Source:
     """One training file and the function that reads its layout."""
 
     file: str
-    cases: Callable[[Path], Iterator[ModuleCase]]
+    cases: Callable[..., Iterator[ModuleCase]]
     serves: str
+    multi_hop: bool = False  # its reading cases take the recipe's ``multi_hop_reads``
 
 
 SOURCES: dict[str, Source] = {
@@ -310,10 +328,12 @@ SOURCES: dict[str, Source] = {
     "squad_unanswerable": Source("squad2.0_dev_explorer_not_in_v1.1.jsonl",
                                  squad_unanswerable_cases, "answer (abstention)"),
     "twowiki": Source("2wikimultihopqa_train_migres.jsonl", twowiki_cases,
-                      "answer (multi-hop and per hop), verify, decompose, retrieval_decision"),
-    "musique": Source("musique_full_train_100.jsonl", musique_cases, "decompose, answer"),
+                      "answer (multi-hop and per hop), verify, decompose, retrieval_decision",
+                      multi_hop=True),
+    "musique": Source("musique_full_train_100.jsonl", musique_cases, "decompose, answer",
+                      multi_hop=True),
     "hotpotqa_evidence": Source("hotpotqa_train_evidence_ecm.jsonl", hotpot_evidence_cases,
-                                "answer (multi-hop reading, yes/no)"),
+                                "answer (multi-hop reading, yes/no)", multi_hop=True),
     "strategyqa": Source("strategyqa_train_decompositions.jsonl", strategyqa_cases,
                          "decompose"),
 }
