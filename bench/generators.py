@@ -9,6 +9,8 @@ Every row runs in a fresh subprocess (the CPU variant is chosen once per process
 - weight format: the shipped Q4_1, and copies re-quantized by llama.cpp to Q8_0, Q4_0, IQ4_NL;
 - build: the ``skylakex`` CPU variant (AVX2 + AVX512 without VNNI/BF16: what the former
   setup build compiled) against the best variant for this CPU (``zen4`` here: VNNI + BF16);
+- the tuned adapter: merged into the fast copy (the default), applied per token by llama.cpp,
+  or left out;
 - settings: flash attention, threads (prefill and decode alike), micro-batch size, the OpenMP
   wait policy alone and with a busy process on one core, FAISS threads for one query;
 - MoI exploration: M = 5 passes as parallel sequences vs one after another, against one
@@ -35,7 +37,11 @@ from pathlib import Path
 TEXT = ("The Velmora Bridge is an iron road bridge over the Aubeth River in the town of "
         "Velmora. It was designed by the engineer Ilse Ranneth and completed in 1872. ")
 FORMER = {"format": "none", "variant": "skylakex", "flash_attn": False, "threads_batch": "all",
-          "encoder": "torch"}
+          "encoder": "torch", "adapter": "runtime"}
+ADAPTER_SETTINGS = {"merged": {"merge_adapter": True}, "runtime": {"merge_adapter": False},
+                    "none": {"adapter": "none"}}
+"""The tuned adapter folded into the fast copy (the default), applied by llama.cpp per token
+(the only way on the shipped Q4_1 file), or left out (the untuned model the issue measured)."""
 
 
 def gemm_bounds(threads: int, size: int = 1024, repeats: int = 10) -> dict[str, float]:
@@ -70,7 +76,8 @@ def worker_speed(args) -> dict:
     from compose.generators.factory import get_generator
 
     config = GeneratorConfig(n_ctx=2048, fast_format=args.format, flash_attn=args.flash_attn,
-                             n_threads=args.threads, n_batch=args.ubatch, n_ubatch=args.ubatch)
+                             n_threads=args.threads, n_batch=args.ubatch, n_ubatch=args.ubatch,
+                             **ADAPTER_SETTINGS[args.adapter])
     generator = get_generator(config)
     llama = generator.llama
     if args.threads_batch == "all":  # llama.cpp's own default before: every core for prefill
@@ -97,8 +104,8 @@ def worker_constrained(args) -> dict:
     from compose.generators.base import Message
     from compose.generators.factory import get_generator
 
-    generator = get_generator(GeneratorConfig(fast_format=args.format,
-                                              flash_attn=args.flash_attn))
+    generator = get_generator(GeneratorConfig(fast_format=args.format, flash_attn=args.flash_attn,
+                                              **ADAPTER_SETTINGS[args.adapter]))
     messages = [Message(role="user", content="Tell a long story about the Velmora Bridge. "
                         "Reply as JSON with the story in the answer field.")]
     schema = {"type": "object", "properties": {"answer": {"type": "string"}},
@@ -130,8 +137,8 @@ def worker_moi(args) -> dict:
     from compose.retrieval.index import LoadedIndex
     from compose.retrieval.retriever import Retriever
 
-    generator = get_generator(GeneratorConfig(fast_format=args.format,
-                                              flash_attn=args.flash_attn))
+    generator = get_generator(GeneratorConfig(fast_format=args.format, flash_attn=args.flash_attn,
+                                              **ADAPTER_SETTINGS[args.adapter]))
     retriever = Retriever(LoadedIndex(demo_index()))
     questions = load_demo().questions[: args.questions]
     moi, answer = MoiRerank(), Answer()
@@ -164,7 +171,9 @@ def worker_e2e(args) -> dict:
     from compose.corpora.demo import demo_index, load_demo
 
     overrides = [f"generator.fast_format={args.format}",
-                 f"generator.flash_attn={str(args.flash_attn).lower()}"]
+                 f"generator.flash_attn={str(args.flash_attn).lower()}"] + [
+                 f"generator.{key}={str(value).lower()}"
+                 for key, value in ADAPTER_SETTINGS[args.adapter].items()]
     if args.threads_batch == "all":
         _use_former_sampler()
     questions = load_demo().questions[: args.questions]
@@ -289,6 +298,7 @@ def run_worker(kind: str, row: dict, args, busy: bool = False) -> dict:
                "--threads", str(row.get("threads", 2)),
                "--threads-batch", str(row.get("threads_batch", "same")),
                "--ubatch", str(row.get("ubatch", 512)),
+               "--adapter", row.get("adapter", "merged"),
                "--prompt-tokens", str(args.prompt_tokens),
                "--decode-tokens", str(args.decode_tokens),
                "--repeats", str(args.repeats), "--questions", str(args.questions)]
@@ -308,6 +318,7 @@ def run_worker(kind: str, row: dict, args, busy: bool = False) -> dict:
 DEFAULT = {"format": "auto", "flash_attn": True}
 SPEED_ROWS = [
     ("former: Q4_1, skylakex build, no FA", FORMER),
+    ("former, untuned (no adapter)", {**FORMER, "adapter": "none"}),
     ("Q4_1, zen4 build, no FA", {"format": "none", "flash_attn": False}),
     ("Q8_0, skylakex build, no FA", {"format": "q8_0", "variant": "skylakex",
                                      "flash_attn": False}),
@@ -325,6 +336,8 @@ SPEED_ROWS = [
     ("IQ4_NL, skylakex build, FA", {"format": "iq4_nl", "variant": "skylakex"}),
     ("Q4_0, skylakex build, FA", {"format": "q4_0", "variant": "skylakex"}),
     ("default", DEFAULT),
+    ("default, adapter at run time", {**DEFAULT, "adapter": "runtime"}),
+    ("default, untuned (no adapter)", {**DEFAULT, "adapter": "none"}),
     ("default, 1 thread", {**DEFAULT, "threads": 1}),
     ("default, ubatch 128", {**DEFAULT, "ubatch": 128}),
     ("default, ubatch 256", {**DEFAULT, "ubatch": 256}),
@@ -352,6 +365,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
     parser.add_argument("--threads-batch", default="same", help=argparse.SUPPRESS)
     parser.add_argument("--ubatch", type=int, default=512, help=argparse.SUPPRESS)
+    parser.add_argument("--adapter", choices=sorted(ADAPTER_SETTINGS), default="merged",
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(WORKERS[args.worker](args)))
@@ -383,7 +398,7 @@ def drive(args) -> None:
         gflops = result["prefill"] * 2 * result["params"] / 1e9
         bound = bounds[row.get("threads", 2)]
         table.add_row(label, result["variant"],
-                      result["model"].split(".Q4_1")[-1].removesuffix(".gguf").strip(".")
+                      result["model"].split(".Q4_1")[-1].replace(".gguf", "").strip(".")
                       or "q4_1",
                       f"{result['prefill']:.0f}",
                       f"{result['prefill'] / baseline:.2f}", f"{result['decode']:.1f}",

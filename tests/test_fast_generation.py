@@ -14,6 +14,7 @@ import pytest
 
 from compose.config import GeneratorConfig
 from compose.corpus import Passage
+from compose.generators.adapters import resolve_adapter
 from compose.generators.cpu_backend import ensure_cpu_backend, library_dir, variant_files
 from compose.generators.factory import get_generator
 from compose.generators.fast_gguf import (
@@ -67,14 +68,35 @@ def test_an_unknown_cpu_variant_is_refused_by_name():
     assert "COMPOSERAG_LLAMA_CPU=pentium2: no such CPU variant" in done.stderr
 
 
-def test_the_default_generator_runs_the_derived_copy(llama, shipped):
+def test_the_default_generator_runs_the_derived_copy_with_the_adapter_merged(llama, shipped):
     target = auto_format(ensure_cpu_backend().variant)
-    assert llama.model_id.split("+lora:")[0] == f"gguf:SmolLM2-135M-Instruct.Q4_1.{target}.gguf"
+    adapter = resolve_adapter("tuned", shipped)
+    assert adapter is not None
+    assert llama.model_id == (f"gguf:SmolLM2-135M-Instruct.Q4_1.{target}.lora-{adapter.digest}"
+                              ".gguf")
+    assert not llama.llama._lora_adapter  # merged: nothing left to apply per token
     assert int(llama.llama.metadata["general.file_type"]) == FILE_TYPES[target]
     manifest = read_manifest(Path(llama.llama.model_path).with_suffix(".json"))
     assert manifest is not None
     assert manifest.source_sha256 == sha256_file(shipped)
-    assert manifest.target_type == target
+    assert manifest.target_type == target and manifest.adapter_sha256 == adapter.sha256
+
+
+def test_a_merged_copy_naming_another_adapter_is_rebuilt(tmp_path, shipped):
+    adapter = resolve_adapter("tuned", shipped)
+    path = derived_gguf(shipped, "q8_0", cache_dir=tmp_path, adapter=adapter)
+    assert path.name.endswith(f".q8_0.lora-{adapter.digest}.gguf")
+    manifest_path = path.with_suffix(".json")
+    manifest = DerivedManifest.model_validate_json(manifest_path.read_text())
+    manifest_path.write_text(manifest.model_copy(update={"adapter_sha256": "0" * 64})
+                             .model_dump_json())
+    built = path.stat().st_mtime_ns
+    assert derived_gguf(shipped, "q8_0", cache_dir=tmp_path, adapter=adapter) == path
+    assert path.stat().st_mtime_ns != built
+    rebuilt = read_manifest(manifest_path)
+    assert rebuilt is not None and rebuilt.adapter_sha256 == adapter.sha256
+    plain = derived_gguf(shipped, "q8_0", cache_dir=tmp_path)  # no adapter: its own file
+    assert plain != path and read_manifest(plain.with_suffix(".json")).adapter_sha256 is None
 
 
 def test_derivation_writes_a_manifest_and_reuses_a_current_copy(tmp_path, shipped):

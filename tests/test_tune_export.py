@@ -78,13 +78,40 @@ def test_the_manifest_records_the_base_and_the_lora(exported):
 
 def test_llama_cpp_applies_the_adapter_and_names_it_in_the_model_id(exported):
     base = get_generator(GeneratorConfig(adapter="none"))
-    tuned = get_generator(GeneratorConfig(adapter=str(exported)))
+    tuned = get_generator(GeneratorConfig(adapter=str(exported), merge_adapter=False))
     digest = sha256_file(exported)[:12]
     assert tuned.model_id == f"{base.model_id}+lora:{digest}"  # so cache keys differ too
     assert tuned.llama._lora_adapter is not None
     plain = base.generate(QUESTION, max_tokens=16)
     adapted = tuned.generate(QUESTION, max_tokens=16)
     assert plain.text != adapted.text
+
+
+def test_the_merged_adapter_computes_what_the_run_time_adapter_does(exported):
+    import numpy as np
+
+    runtime = get_generator(GeneratorConfig(adapter=str(exported), merge_adapter=False,
+                                            logprobs=True))
+    merged = get_generator(GeneratorConfig(adapter=str(exported), logprobs=True))
+    base = get_generator(GeneratorConfig(adapter="none", logprobs=True))
+    digest = sha256_file(exported)[:12]
+    assert merged.model_id == base.model_id.replace(".gguf", f".lora-{digest}.gguf")
+    assert not merged.llama._lora_adapter
+    logits = {}
+    for name, generator in (("runtime", runtime), ("merged", merged), ("base", base)):
+        with generator.exclusive():
+            tokens = generator.llama.tokenize(QUESTION[1].content.encode())
+            generator.llama.reset()
+            generator.llama.eval(tokens)
+            logits[name] = np.array(generator.llama.scores[:len(tokens)])
+    # Rounding of the folded weights to the fast type moves logits a little; the adapter's
+    # own effect (merged against base) is an order of magnitude larger.
+    merged_gap = np.abs(logits["merged"] - logits["runtime"]).max(axis=1)
+    adapter_effect = np.abs(logits["merged"] - logits["base"]).max(axis=1)
+    assert np.median(merged_gap) * 5 < np.median(adapter_effect)
+    assert (logits["merged"].argmax(1) == logits["runtime"].argmax(1)).mean() >= 0.9
+    assert merged.generate(QUESTION, max_tokens=16).text == \
+        runtime.generate(QUESTION, max_tokens=16).text
 
 
 def test_parallel_answers_apply_the_adapter_too(exported):
@@ -131,6 +158,9 @@ def test_llama_cpp_refuses_an_adapter_of_other_shapes_without_a_manifest(tmp_pat
     adapter = tmp_path / "tiny.gguf"
     convert_lora(random_lora(tiny, tmp_path / "peft"), tiny, adapter)
     with pytest.raises(AdapterError, match=r"llama\.cpp refused .*SmolLM2-135M-Instruct"):
+        LlamaCppGenerator.from_config(GeneratorConfig(adapter=str(adapter), merge_adapter=False))
+    with pytest.raises(AdapterError, match=r"tiny\.gguf does not fit .*SmolLM2-135M-Instruct"
+                       r".*has shape"):
         LlamaCppGenerator.from_config(GeneratorConfig(adapter=str(adapter)))
 
 

@@ -19,7 +19,9 @@ Loading picks the CPU kernels (``cpu_backend``), runs a packaged model from its 
 copy (``fast_gguf``), and sets prefill and decode threads from one number: llama.cpp's own
 default for prefill threads is every core, which oversubscribes a process given a share.
 A LoRA adapter (``generator.adapter``, see ``adapters``) is checked against the model file
-before loading and applied by llama.cpp; its digest is part of ``model_id``.
+before loading; on a packaged model it is merged into the fast copy's weights
+(``generator.merge_adapter``), otherwise applied by llama.cpp at run time. Its digest is part of
+``model_id`` either way.
 """
 
 from __future__ import annotations
@@ -78,14 +80,18 @@ class LlamaCppGenerator:
         ensure_cpu_backend()
         path = resolve_gguf(config.model)
         packaged = config.model in known_models()
-        if packaged:
-            path = derived_gguf(path, config.fast_format)
-        threads = config.n_threads or usable_threads()
         adapter = resolve_adapter(config.adapter, path, config.model)
+        # fast_format none runs the shipped file itself: its adapter is applied at run time
+        mergeable = packaged and config.merge_adapter and config.fast_format != "none"
+        merged = adapter if mergeable else None
+        if packaged:
+            path = derived_gguf(path, config.fast_format, adapter=merged)
+        runtime_adapter = None if merged else adapter
+        threads = config.n_threads or usable_threads()
         try:
             llama = Llama(
                 model_path=str(path),
-                lora_path=str(adapter.path) if adapter else None,
+                lora_path=str(runtime_adapter.path) if runtime_adapter else None,
                 n_ctx=config.n_ctx,
                 n_batch=config.n_batch,
                 n_ubatch=min(config.n_ubatch, config.n_batch),
@@ -97,19 +103,21 @@ class LlamaCppGenerator:
                 verbose=False,
             )
         except RuntimeError as exc:  # "Failed to set LoRA adapter" on the context
-            if adapter is None or "LoRA" not in str(exc):
+            if runtime_adapter is None or "LoRA" not in str(exc):
                 raise
-            raise refused_by_llama(adapter, path) from exc
+            raise refused_by_llama(runtime_adapter, path) from exc
         # llama-cpp-python 0.3.36 tests the adapter pointer for None, but a failed
         # llama_adapter_lora_init returns a NULL pointer object: test it here.
-        if adapter is not None and not llama._lora_adapter:
+        if runtime_adapter is not None and not llama._lora_adapter:
             llama.close()
-            raise refused_by_llama(adapter, path)
+            raise refused_by_llama(runtime_adapter, path)
         if not packaged:
             hint = slow_type_hint(_file_type(llama), path)
             if hint:
                 print(hint, file=sys.stderr)
-        model_id = f"gguf:{path.name}" + (f"+lora:{adapter.digest}" if adapter else "")
+        # a merged copy's name carries the adapter's digest already
+        model_id = f"gguf:{path.name}" + (f"+lora:{runtime_adapter.digest}"
+                                          if runtime_adapter else "")
         return cls(llama, model_id, logprobs_enabled=config.logprobs,
                    n_threads=threads, flash_attn=config.flash_attn,
                    parallel_sequences=config.parallel_sequences)
