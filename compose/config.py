@@ -59,7 +59,7 @@ class GeneratorConfig(StrictModel):
     merge_adapter: bool = Field(
         default=True, description="llama_cpp, packaged models: fold the adapter into the "
         "weights of the fast_format copy (once, cached), so no LoRA matmuls run per token "
-        "(15-20% faster prefill and decode here, bench/generators.py); false applies it at "
+        "(see compose.generators.lora_merge for what that saves); false applies it at "
         "run time. With fast_format none the adapter is always applied at run time.")
     flash_attn: bool = Field(default=True, description="llama_cpp: flash attention.")
     n_batch: int = Field(default=512, ge=32, description="llama_cpp: prompt tokens per decode.")

@@ -12,13 +12,14 @@ answers stay as they were, while Q4_0 and IQ4_NL re-round them to 4 bits and los
 A derived file whose manifest disagrees with any of these is rebuilt, never used.
 
 With a LoRA adapter the copy is made with the adapter merged into its weights
-(``lora_merge``: applied at run time it costs 15-20% of the speed), named and manifested by
+(``lora_merge`` says why), named and manifested by
 the adapter's sha256 as well.
 
 Usage::
 
     from compose.generators.fast_gguf import derived_gguf
-    path = derived_gguf(Path("SmolLM2-135M-Instruct.Q4_1.gguf"), "q8_0")
+    source = Path("SmolLM2-135M-Instruct.Q4_1.gguf")
+    path = derived_gguf(source, "q8_0")
     tuned = derived_gguf(source, "bf16", adapter=resolve_adapter("tuned", source))
 """
 

@@ -2,18 +2,19 @@
 
 Applied at run time, an adapter adds two small matmuls beside every adapted weight matrix
 (210 of them for the shipped SmolLM2 adapter); on the BF16 copy of the embedded model that
-cost 15-20% of prefill and of decode speed here (``bench/generators.py``, the "adapter at
-run time" row). Folding ``W + (alpha / rank) * B @ A`` into the weights once removes that.
-llama.cpp's ``llama-export-lora`` tool does the same sum, but the Python package does not build
-its tools, so the sum is taken with llama.cpp's own GGUF library (``gguf``) on an F32 copy
-that llama.cpp's quantizer writes; ``fast_gguf`` then quantizes the result to the fast type.
-The tensors are summed in GGUF's own layout, exactly as llama.cpp applies an adapter, so
-the Q/K row permutation of the llama converter needs no special case.
+cost about 16% of prefill and 10% of decode speed here (5 fresh processes per setting taken
+in turn; the README's "Generation speed and formats"). Folding ``W + (alpha / rank) * B @ A``
+into the weights once removes that. llama.cpp's ``llama-export-lora`` tool does the same sum,
+but the Python package does not build its tools, so the sum is taken with llama.cpp's own
+GGUF library (``gguf``) on an F32 copy that llama.cpp's quantizer writes; ``fast_gguf`` then
+quantizes the result to the fast type. The tensors are summed in GGUF's own layout, exactly
+as llama.cpp applies an adapter, so the Q/K row permutation of the llama converter needs no
+special case.
 
 Usage::
 
     from compose.generators.lora_merge import merge_lora
-    merged = merge_lora(Path("base.f32.gguf"), Path("adapter.gguf"), Path("merged.f32.gguf"))
+    changed = merge_lora(Path("base.f32.gguf"), Path("adapter.gguf"), Path("merged.f32.gguf"))
 """
 
 from __future__ import annotations
